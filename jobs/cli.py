@@ -1,0 +1,124 @@
+"""``python -m jobs <command>``: parse arguments, load configuration, call the job, map errors.
+
+No logic lives here: each command hands a typed configuration to a ``run`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jobs import __version__
+from jobs.config import load_config, resolve_secret
+from jobs.errors import JobsError
+
+logger = logging.getLogger("jobs")
+DEFAULT_CONF = "conf/local.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except JobsError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        logger.warning("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs",
+        description="Vehicle event jobs: Event Hubs -> Great Expectations -> Delta Lake.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(title="commands", metavar="<command>", required=True)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="generate a realistic fleet's events with injected bad input and a ground-truth manifest",
+        description="Generate events for N vehicles of the configured partners, inject the bad "
+        "input real fleets send, and write events.jsonl, manifest.jsonl and summary.json; "
+        "optionally send the events to an Event Hub.",
+    )
+    _conf_args(sim)
+    sim.add_argument("--vehicles", type=int, default=200, help="vehicles (default 200)")
+    sim.add_argument("--partners", type=int, default=None,
+                     help="use the first M configured partners (default: all)")
+    sim.add_argument("--events", type=int, default=50_000, help="clean events before bad input (default 50000)")
+    sim.add_argument("--bad-rate", type=float, default=0.03,
+                     help="fraction of events carrying bad input (default 0.03)")
+    sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    sim.add_argument("--end-time", type=_utc_time, default=None,
+                     help="ISO-8601 time of the last event (default: now); fix it for byte-identical output")
+    sim.add_argument("--out", default="simulated", help="output directory (default ./simulated)")
+    sim.add_argument("--connection-string-env", default=None, metavar="VAR",
+                     help="send to Event Hubs: the environment variable holding the connection string")
+    sim.add_argument("--eventhub", default=None, help="Event Hub name (default: [source].eventhub)")
+    sim.set_defaults(handler=_simulate)
+    return parser
+
+
+def _conf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conf", default=DEFAULT_CONF, help=f"configuration file (default {DEFAULT_CONF})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one configuration value for this run (repeatable)")
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from jobs.errors import SimulatorError
+    from jobs.simulator import SimulationParams, simulate
+    from jobs.simulator.output import send_to_eventhubs, write_files
+
+    cfg = load_config(args.conf, args.overrides)
+    partners = list(cfg.partners)
+    if args.partners is not None:
+        if not 1 <= args.partners <= len(partners):
+            raise SimulatorError(
+                f"--partners: expected 1..{len(partners)} (partners configured in {cfg.path}); got {args.partners}"
+            )
+        partners = partners[: args.partners]
+    params = SimulationParams(
+        vehicles=args.vehicles,
+        events=args.events,
+        bad_rate=args.bad_rate,
+        seed=args.seed,
+        end_time=args.end_time,
+        max_body_bytes=cfg.quality.max_body_bytes,
+    )
+    messages = simulate(params, partners)
+    shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in vars(params).items()}
+    out = write_files(messages, args.out, {**shown, "partners": [p.id for p in partners]})
+    if args.connection_string_env:
+        connection = resolve_secret(args.connection_string_env, purpose="Event Hubs connection string")
+        send_to_eventhubs(
+            [(m.partition_key, m.body) for m in messages],
+            connection_string=connection,
+            eventhub=args.eventhub or cfg.source.eventhub,
+        )
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    print(json.dumps({"out": str(out), "messages": summary["messages"], "outcomes": summary["outcomes"]}))
+    return 0

@@ -1,0 +1,325 @@
+"""Typed configuration, one TOML file per environment under conf/.
+
+Every section is a frozen dataclass; defaults live on the fields, cross-field rules in
+``__post_init__``. Unknown keys, missing required values and wrong types fail at start-up with a
+message naming the file, the key, what is expected and what was given. Secrets are never values in
+the configuration, only the names of environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jobs.errors import ConfigError, SecretNotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The directory that holds conf/, schemas/ and expectations/ in a source checkout."""
+
+TableFormat = Literal["auto", "delta", "deltars"]
+SourceKind = Literal["eventhubs", "kafka"]
+
+
+@dataclass(frozen=True)
+class Partner:
+    """One alliance member allowed to send events."""
+
+    id: str
+    display_name: str
+    region: str
+
+    def __post_init__(self) -> None:
+        if not self.id.strip():
+            raise ValueError("id: expected a non-empty partner id")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where events are read from: Event Hubs through the Python source, or its Kafka endpoint."""
+
+    kind: SourceKind = "eventhubs"
+    eventhub: str = "vehicle-events"
+    consumer_group: str = "$Default"
+    connection_string_env: str = "EVENTHUB_CONNECTION_STRING"
+    starting_position: str = "earliest"
+    max_events_per_trigger: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.max_events_per_trigger <= 0:
+            raise ValueError(
+                f"max_events_per_trigger: expected a positive integer; got {self.max_events_per_trigger}"
+            )
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the Delta tables and the streaming checkpoints live."""
+
+    root: str
+    table_format: TableFormat = "auto"
+    checkpoint_root: str | None = None
+    storage_options_env: str | None = None
+
+    @property
+    def checkpoints(self) -> str:
+        return self.checkpoint_root or f"{self.root.rstrip('/')}/_checkpoints"
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Schemas, expectation suites and the limits applied before validation."""
+
+    schemas_dir: str | None = None
+    expectations_dir: str | None = None
+    max_body_bytes: int = 256 * 1024
+    dedup_window_hours: int = 48
+    max_future_skew_s: int = 300
+    max_event_age_days: int = 30
+
+    def __post_init__(self) -> None:
+        if self.dedup_window_hours < 24:
+            raise ValueError(
+                f"dedup_window_hours: expected at least 24 (re-sends arrive up to a day late); "
+                f"got {self.dedup_window_hours}"
+            )
+        if self.max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes: expected a positive integer; got {self.max_body_bytes}")
+
+    @property
+    def schemas_path(self) -> Path:
+        return Path(self.schemas_dir) if self.schemas_dir else PROJECT_ROOT / "schemas"
+
+    @property
+    def expectations_path(self) -> Path:
+        return Path(self.expectations_dir) if self.expectations_dir else PROJECT_ROOT / "expectations"
+
+
+@dataclass(frozen=True)
+class ResidencyConfig:
+    """Data that must never be processed or stored here."""
+
+    blocked_countries: tuple[str, ...] = ("CN",)
+    boundary_file: str | None = None
+
+    def __post_init__(self) -> None:
+        for code in self.blocked_countries:
+            if len(code) != 2 or not code.isupper():
+                raise ValueError(
+                    f"blocked_countries: expected ISO 3166-1 alpha-2 codes like 'CN'; got {code!r}"
+                )
+
+    @property
+    def boundary_path(self) -> Path:
+        if self.boundary_file:
+            return Path(self.boundary_file)
+        return Path(__file__).resolve().parent / "data" / "china_ne110m.geojson"
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """How alliance-wide tables are pseudonymized and coarsened."""
+
+    pseudonym_key_env: str = "ALLIANCE_PSEUDONYM_KEY"
+    geohash_precision: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.geohash_precision <= 7:
+            raise ValueError(
+                f"geohash_precision: expected 1..7 (5 is about 5 km); got {self.geohash_precision}"
+            )
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Session settings; on a cluster leave master unset and let the platform decide."""
+
+    master: str | None = None
+    app_name: str = "vehicle-events"
+    shuffle_partitions: int = 8
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole environment's configuration."""
+
+    environment: str
+    lake: LakeConfig
+    partners: tuple[Partner, ...]
+    source: SourceConfig = field(default_factory=SourceConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    residency: ResidencyConfig = field(default_factory=ResidencyConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    path: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        ids = [p.id for p in self.partners]
+        if not ids:
+            raise ValueError("partners: expected at least one [[partners]] entry")
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"partners: partner ids must be unique; repeated: {dupes}")
+
+    @property
+    def partner_ids(self) -> list[str]:
+        return [p.id for p in self.partners]
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration as plain data for the start-up log. Holds only secret *names*."""
+        data = dataclasses.asdict(self)
+        data["partners"] = [p["id"] for p in data["partners"]]
+        return data
+
+
+def resolve_secret(env_name: str, *, purpose: str) -> str:
+    """Read a secret from the environment; the error names the variable, never a value."""
+    value = os.environ.get(env_name)
+    if not value:
+        raise SecretNotFoundError(
+            f"environment variable {env_name} is not set; it must hold the {purpose}. "
+            f"Export it (or set it from your secret store) before starting the job."
+        )
+    return value
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Load ``conf/<env>.toml`` and apply ``section.key=value`` overrides, validating both."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    overridden = apply_overrides(raw, overrides, origin=str(path))
+    raw.setdefault("environment", path.stem)
+    raw["path"] = str(path)
+    return _build(Config, raw, key_path="", origin=str(path), overridden=overridden)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, origin: str) -> set[str]:
+    """Apply ``section.key=value`` strings in place; values are TOML literals or bare strings."""
+    touched: set[str] = set()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section in {origin}")
+            node = child
+        node[parts[-1]] = _parse_value(text.strip())
+        touched.add(key)
+    return touched
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _build(cls: type, data: Any, *, key_path: str, origin: str, overridden: set[str]) -> Any:
+    where = _where(origin, key_path, overridden)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a table; got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_where(origin, _join(key_path, unknown[0]), overridden)}: unknown key; "
+            f"allowed keys: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        sub = _join(key_path, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(
+                    f"{_where(origin, sub, overridden)}: missing required value "
+                    f"({_describe(hints[name])})"
+                )
+            continue
+        values[name] = _coerce(hints[name], data[name], sub, origin, overridden)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        # __post_init__ messages start with the field they are about: "name: what is wrong".
+        name, _, message = str(exc).partition(": ")
+        raise ConfigError(f"{_where(origin, _join(key_path, name), overridden)}: {message}") from None
+
+
+def _coerce(tp: Any, value: Any, key_path: str, origin: str, overridden: set[str]) -> Any:
+    where = _where(origin, key_path, overridden)
+    origin_tp = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin_tp in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key_path, origin, overridden)
+    if origin_tp is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: expected one of {allowed}; got {_show(value)}")
+        return value
+    if origin_tp is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list; got {_show(value)}")
+        return tuple(
+            _coerce(args[0], v, f"{key_path}[{i}]", origin, overridden) for i, v in enumerate(value)
+        )
+    if origin_tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table of strings; got {_show(value)}")
+        return {
+            str(k): _coerce(args[1], v, _join(key_path, str(k)), origin, overridden)
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key_path=key_path, origin=origin, overridden=overridden)  # type: ignore[arg-type]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in _TYPE_WORDS and (type(value) is not tp):
+        raise ConfigError(f"{where}: expected {_TYPE_WORDS[tp]}; got {_show(value)}")
+    return value
+
+
+def _describe(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if typing.get_origin(tp) is tuple:
+        return "a list"
+    return _TYPE_WORDS.get(tp, str(tp))
+
+
+def _join(key_path: str, name: str) -> str:
+    return f"{key_path}.{name}" if key_path else name
+
+
+def _where(origin: str, key_path: str, overridden: set[str]) -> str:
+    if not key_path:
+        return origin
+    section, _, rest = key_path.partition(".")
+    shown = f"[{section}].{rest}" if rest else key_path
+    via = " (from --set)" if key_path in overridden else ""
+    return f"{origin} {shown}{via}"
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"

@@ -1,0 +1,145 @@
+"""Decode raw event bodies into typed columns, losing nothing.
+
+Two steps, both pure DataFrame transforms:
+
+* :func:`decode_envelope` parses the JSON body into the envelope columns and sets
+  ``_decode_error`` for bodies that cannot be decoded (too large, not UTF-8, not a JSON object,
+  unknown event type or schema version). Such rows keep every field that could be read.
+* :func:`decode_payload` flattens one event type's payload next to the envelope.
+
+Whatever the schema does not know, or a value that does not fit its declared type, is kept as raw
+JSON text in ``_rescued_data`` (a JSON object: field name -> raw value; payload fields are prefixed
+``payload.``), so schema drift is visible and replayable, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.schemas import EventSchema, SchemaRegistry
+
+DECODE_ERROR = "_decode_error"
+RESCUED = "_rescued_data"
+PAYLOAD = "payload"
+
+BODY_TOO_LARGE = "decode.body_too_large"
+INVALID_UTF8 = "decode.invalid_utf8"
+MALFORMED_JSON = "decode.malformed_json"
+UNKNOWN_EVENT_TYPE = "decode.unknown_event_type"
+UNKNOWN_SCHEMA_VERSION = "decode.unknown_schema_version"
+PAYLOAD_NOT_OBJECT = "decode.payload_not_object"
+DECODE_REASONS = (
+    BODY_TOO_LARGE,
+    INVALID_UTF8,
+    MALFORMED_JSON,
+    UNKNOWN_EVENT_TYPE,
+    UNKNOWN_SCHEMA_VERSION,
+    PAYLOAD_NOT_OBJECT,
+)
+
+_RAW_MAP = T.MapType(T.StringType(), T.StringType())
+_PARSED = "__parsed"
+_RAW = "__raw"
+
+
+def decode_envelope(
+    df: DataFrame, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
+) -> DataFrame:
+    """Add the envelope columns, ``payload`` (raw JSON text), ``_decode_error`` and ``_rescued_data``."""
+    body = F.col(body_col)
+    text = body.cast("string")
+    too_large = F.coalesce(F.length(body) > F.lit(max_body_bytes), F.lit(False))
+    parse = ~too_large & body.isNotNull()
+    envelope_type = registry.envelope_spark_type()
+    out = df.withColumn(_RAW, F.when(parse, F.from_json(text, _RAW_MAP))).withColumn(
+        _PARSED, F.when(parse, F.from_json(text, envelope_type))
+    )
+    out = out.select(
+        "*",
+        *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in envelope_type.fields],
+    )
+    event_type, version = F.col("event_type"), F.col("schema_version")
+    known_types = registry.event_types()
+    known_pairs = [f"{t}|{v}" for t, v in registry.known_pairs()]
+    payload_raw = F.col(_RAW).getItem(PAYLOAD)
+    error = (
+        F.when(too_large, F.lit(BODY_TOO_LARGE))
+        .when(~_is_valid_utf8(df, text), F.lit(INVALID_UTF8))
+        .when(F.col(_RAW).isNull(), F.lit(MALFORMED_JSON))
+        .when(event_type.isNull() | ~event_type.isin(known_types), F.lit(UNKNOWN_EVENT_TYPE))
+        .when(
+            version.isNull() | ~F.concat_ws("|", event_type, version).isin(known_pairs),
+            F.lit(UNKNOWN_SCHEMA_VERSION),
+        )
+        .when(
+            payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP).isNull(),
+            F.lit(PAYLOAD_NOT_OBJECT),
+        )
+    )
+    rescued = _rescued(F.col(_RAW), F.col(_PARSED), envelope_type, prefix="")
+    return (
+        out.withColumn(DECODE_ERROR, error)
+        .withColumn(RESCUED, _to_json_or_null(rescued))
+        .drop(_RAW, _PARSED)
+    )
+
+
+def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:
+    """Replace ``payload`` with the typed payload fields of ``schema`` and merge rescued fields."""
+    payload_type = schema.spark_type
+    raw = F.from_json(F.col(PAYLOAD), _RAW_MAP)
+    parsed = F.from_json(F.col(PAYLOAD), payload_type)
+    out = df.withColumn(_RAW, raw).withColumn(_PARSED, parsed)
+    payload_rescued = _rescued(F.col(_RAW), F.col(_PARSED), payload_type, prefix=f"{PAYLOAD}.")
+    merged = F.map_concat(
+        F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP), F.create_map().cast(_RAW_MAP)),
+        payload_rescued,
+    )
+    out = out.select(
+        *[c for c in df.columns if c not in (PAYLOAD, RESCUED)],
+        *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in payload_type.fields],
+        _to_json_or_null(merged).alias(RESCUED),
+    )
+    return out
+
+
+def _rescued(raw: Column, parsed: Column, struct: T.StructType, *, prefix: str) -> Column:
+    """Raw values of unknown keys, plus known keys whose value did not fit the declared type."""
+    known = F.array(*[F.lit(f.name) for f in struct.fields])
+    unknown = F.map_filter(raw, lambda k, _: ~F.array_contains(known, k))
+    mismatched = F.map_from_entries(
+        F.filter(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(f.name).alias("key"),
+                        F.when(
+                            raw.getItem(f.name).isNotNull() & parsed.getField(f.name).isNull(),
+                            raw.getItem(f.name),
+                        ).alias("value"),
+                    )
+                    for f in struct.fields
+                    if f.name != PAYLOAD
+                ]
+            ),
+            lambda e: e.getField("value").isNotNull(),
+        )
+    )
+    both = F.map_concat(F.coalesce(unknown, F.create_map().cast(_RAW_MAP)), mismatched)
+    if prefix:
+        both = F.transform_keys(both, lambda k, _: F.concat(F.lit(prefix), k))
+    return both
+
+
+def _to_json_or_null(m: Column) -> Column:
+    return F.when(F.size(m) > 0, F.to_json(m))
+
+
+def _is_valid_utf8(df: DataFrame, text: Column) -> Column:
+    # is_valid_utf8 arrived in Spark 4.0; older runtimes (HDInsight 3.3) compare a round trip.
+    major = int(df.sparkSession.version.split(".")[0])
+    if major >= 4:
+        return F.coalesce(F.call_function("is_valid_utf8", text), F.lit(True))
+    return F.coalesce(F.encode(F.decode(text, "UTF-8"), "UTF-8") == text.cast("binary"), F.lit(True))

@@ -1,0 +1,125 @@
+"""Load the Great Expectations suites under expectations/ and the project's meta on them.
+
+Each suite is GX's own suite JSON. The project adds, in ``meta``:
+
+* on every expectation: ``name`` (the stable reason written to quarantine rows and the data quality
+  table) and ``on_failure`` (``warn`` keeps and flags the row, ``quarantine`` diverts it, ``fail``
+  stops the stream);
+* on the suite: ``derived_columns``, Spark SQL expressions added before validation so that
+  cross-field rules (e.g. speed while parked) are ordinary column expectations.
+
+Values written ``{"$PARAMETER": "name"}`` are GX suite parameters; they are resolved from the
+configuration (:func:`suite_parameters`) when the suite is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from jobs.config import Config
+from jobs.errors import SuiteError
+
+OnFailure = Literal["warn", "quarantine", "fail"]
+ON_FAILURE: tuple[OnFailure, ...] = ("warn", "quarantine", "fail")
+ENVELOPE_SUITE = "envelope"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the project needs to know about one expectation."""
+
+    name: str
+    on_failure: OnFailure
+    expectation_type: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded GX suite with its rules and derived columns."""
+
+    name: str
+    gx_suite: Any  # great_expectations.core.ExpectationSuite
+    rules: tuple[Rule, ...]
+    derived_columns: dict[str, str]
+    path: Path
+
+
+def suite_parameters(cfg: Config) -> dict[str, Any]:
+    """The suite parameters that come from configuration."""
+    return {
+        "partner_ids": cfg.partner_ids,
+        "blocked_countries": list(cfg.residency.blocked_countries),
+        "min_event_lag_s": -float(cfg.quality.max_future_skew_s),
+        "max_event_lag_s": float(cfg.quality.max_event_age_days * 86400),
+    }
+
+
+def load_suites(directory: str | Path, parameters: dict[str, Any]) -> dict[str, Suite]:
+    """Load every ``*.json`` suite in ``directory`` with GX, keyed by suite name."""
+    root = Path(directory)
+    files = sorted(root.glob("*.json"))
+    if not files:
+        raise SuiteError(f"{root}: no expectation suites found (*.json)")
+    suites = {}
+    for file in files:
+        suite = load_suite(file, parameters)
+        suites[suite.name] = suite
+    if ENVELOPE_SUITE not in suites:
+        raise SuiteError(f"{root}: the envelope suite ({ENVELOPE_SUITE}.json) is missing")
+    names = [r.name for s in suites.values() for r in s.rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SuiteError(f"{root}: expectation names must be unique across suites; repeated: {dupes}")
+    return suites
+
+
+def load_suite(file: Path, parameters: dict[str, Any]) -> Suite:
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"{file}: cannot read suite: {exc}") from None
+    doc = _resolve(doc, parameters, where=str(file))
+    try:
+        gx_suite = ExpectationSuite(**doc)
+    except Exception as exc:  # GX raises a variety of types for a bad suite document
+        raise SuiteError(f"{file}: Great Expectations rejected the suite: {exc}") from None
+    rules = []
+    for i, expectation in enumerate(gx_suite.expectations):
+        meta = expectation.meta or {}
+        where = f"{file} expectations[{i}] ({expectation.expectation_type})"
+        name = meta.get("name")
+        if not name:
+            raise SuiteError(f"{where}: meta.name is missing; it names the quarantine reason")
+        on_failure = meta.get("on_failure")
+        if on_failure not in ON_FAILURE:
+            raise SuiteError(
+                f"{where} meta.on_failure: expected one of {', '.join(ON_FAILURE)}; got {on_failure!r}"
+            )
+        kwargs = expectation.configuration.kwargs
+        columns = tuple(
+            kwargs[k] for k in ("column", "column_A", "column_B") if isinstance(kwargs.get(k), str)
+        )
+        rules.append(Rule(name, on_failure, expectation.expectation_type, columns))
+    derived = dict(doc.get("meta", {}).get("derived_columns", {}))
+    return Suite(gx_suite.name, gx_suite, tuple(rules), derived, file)
+
+
+def _resolve(node: Any, parameters: dict[str, Any], *, where: str) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"$PARAMETER"}:
+            key = node["$PARAMETER"]
+            if key not in parameters:
+                raise SuiteError(
+                    f"{where}: suite parameter {key!r} has no value; known: {sorted(parameters)}"
+                )
+            return parameters[key]
+        return {k: _resolve(v, parameters, where=where) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, parameters, where=where) for v in node]
+    return node
