@@ -316,7 +316,7 @@ def _where(origin: str, key_path: str, overridden: set[str]) -> str:
     if not key_path:
         return origin
     section, _, rest = key_path.partition(".")
-    shown = f"[{section}].{rest}" if rest else key_path
+    shown = f"[{section}].{rest}" if rest and "[" not in section else key_path
     via = " (from --set)" if key_path in overridden else ""
     return f"{origin} {shown}{via}"
 

@@ -55,7 +55,7 @@ def build_row_checks(template: DataFrame, suites: list[Suite]) -> list[RowCheck]
 
     validator = _validator(template.limit(0))
     engine = validator.execution_engine
-    checks = []
+    wanted = []
     for suite in suites:
         for rule, expectation in zip(suite.rules, suite.gx_suite.expectations, strict=True):
             map_metric = getattr(expectation, "map_metric", None)
@@ -77,9 +77,17 @@ def build_row_checks(template: DataFrame, suites: list[Suite]) -> list[RowCheck]
                 metric_domain_kwargs=count_cfg.metric_domain_kwargs,
                 metric_value_kwargs=count_cfg.metric_value_kwargs,
             )
-            condition = validator.get_metric(metric)[0]
-            observed = F.concat_ws(", ", *[F.col(c).cast("string") for c in rule.columns])
-            checks.append(RowCheck(rule, condition, observed))
+            wanted.append((rule, metric))
+    # One graph for all conditions: GX bundles their shared dependencies into a single Spark job
+    # instead of one job per expectation.
+    resolved, aborted = validator.compute_metrics([metric for _, metric in wanted])
+    if aborted:
+        raise SuiteError(f"Great Expectations could not build conditions: {sorted(map(str, aborted))}")
+    checks = []
+    for rule, metric in wanted:
+        condition = resolved[metric.id][0]
+        observed = F.concat_ws(", ", *[F.col(c).cast("string") for c in rule.columns])
+        checks.append(RowCheck(rule, condition, observed))
     return checks
 
 
@@ -126,7 +134,9 @@ def _severity_of(on_failure: Column) -> Column:
 def _validator(df: DataFrame) -> Any:
     from great_expectations.validator.validator import Validator
 
-    from jobs.quality.batch import gx_batch
+    from jobs.quality.batch import gx_batch, gx_context
 
     batch = gx_batch(df)
-    return Validator(execution_engine=batch.data.execution_engine, batches=[batch])
+    return Validator(
+        execution_engine=batch.data.execution_engine, batches=[batch], data_context=gx_context()
+    )

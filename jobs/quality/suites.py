@@ -79,15 +79,28 @@ def load_suites(directory: str | Path, parameters: dict[str, Any]) -> dict[str, 
 
 def load_suite(file: Path, parameters: dict[str, Any]) -> Suite:
     from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
 
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{file}: cannot read suite: {exc}") from None
     doc = _resolve(doc, parameters, where=str(file))
+    # GX logs and *drops* an expectation it cannot build; build each one here so a typo in a
+    # suite is an error at start-up instead of a rule that silently stops being checked.
+    expectations = []
+    for i, raw in enumerate(doc.get("expectations", [])):
+        try:
+            expectations.append(ExpectationConfiguration(**raw).to_domain_obj())
+        except Exception as exc:  # GX raises a variety of types for a bad expectation
+            raise SuiteError(
+                f"{file} expectations[{i}]: Great Expectations rejected the expectation: {exc}"
+            ) from None
     try:
-        gx_suite = ExpectationSuite(**doc)
-    except Exception as exc:  # GX raises a variety of types for a bad suite document
+        gx_suite = ExpectationSuite(**{**doc, "expectations": expectations})
+    except Exception as exc:
         raise SuiteError(f"{file}: Great Expectations rejected the suite: {exc}") from None
     rules = []
     for i, expectation in enumerate(gx_suite.expectations):

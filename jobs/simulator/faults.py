@@ -155,7 +155,7 @@ Q, SE, XE = "quarantined", "single_event", "cross_event"
 FAULTS: tuple[Fault, ...] = (
     Fault("rtc_reset_1970", "1", Q, "envelope.event_lag_s.range", SE, _any, _rtc_reset),
     Fault("future_timestamp", "1", Q, "envelope.event_lag_s.range", SE, _any,
-          _shift_time(lambda r: r.uniform(3600, 3 * 86400))),
+          _shift_time(lambda r: r.uniform(2 * 86400, 25 * 86400))),
     Fault("gps_utc_offset", "1", "curated", None, XE, _any, _shift_time(lambda r: 18.0),
           flags=(CLOCK_OFFSET,)),
     Fault("duplicate_send", "2", "duplicate", None, SE, _any, extra="duplicate"),

@@ -104,11 +104,10 @@ def drive(vehicle: Vehicle, budget: int, start: float) -> list[SimEvent]:
     events: list[SimEvent] = []
     t = start + rng.uniform(0, 600)
     while len(events) < budget:
-        t = _trip(vehicle, t, events, budget)
         parked_s = rng.uniform(300, 2400)
-        if vehicle.is_ev and (vehicle.soc_pct < 70 or rng.random() < 0.5) and len(events) < budget:
+        if vehicle.is_ev and (vehicle.soc_pct < 70 or rng.random() < 0.5):
             _charge(vehicle, t, parked_s, events)
-        t += parked_s
+        t = _trip(vehicle, t + parked_s, events, budget)
     return events[:budget]
 
 
@@ -292,7 +291,7 @@ def _charge(vehicle: Vehicle, t: float, parked_s: float, events: list[SimEvent])
     rng = vehicle.rng
     start = t + rng.uniform(60, 300)
     power_kw = rng.choice((7.4, 11.0, 50.0, 150.0))
-    hours = min(parked_s / 3600.0, 47.0)
+    hours = min(max(parked_s - 360.0, 60.0) / 3600.0, 47.0)  # ends before the next trip
     soc_start = vehicle.soc_pct
     energy = min(power_kw * hours * 0.9, (100.0 - soc_start) * 0.75)
     soc_end = soc_start + energy / 0.75

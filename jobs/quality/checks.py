@@ -1,0 +1,72 @@
+"""Per event type: the suites that apply (envelope + the type's own) as one-pass row checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from jobs.decode import DECODE_ERROR, decode_envelope, decode_payload
+from jobs.errors import SuiteError
+from jobs.quality.rows import (
+    RowCheck,
+    add_derived_columns,
+    apply_row_checks,
+    build_row_checks,
+    derived_column_names,
+)
+from jobs.quality.suites import ENVELOPE_SUITE, Suite
+from jobs.schemas import SchemaRegistry
+
+INGEST_TIME = "ingest_time"
+
+
+@dataclass(frozen=True)
+class EventTypeChecks:
+    """The row checks for one event type, built once and applied to every batch."""
+
+    event_type: str
+    suites: tuple[Suite, ...]
+    checks: tuple[RowCheck, ...]
+
+    def apply(self, df: DataFrame) -> DataFrame:
+        """Add ``_dq_failures`` and ``_dq_action`` to decoded events of this type."""
+        suites = list(self.suites)
+        checked = apply_row_checks(add_derived_columns(df, suites), list(self.checks))
+        return checked.drop(*derived_column_names(suites))
+
+    def with_derived_columns(self, df: DataFrame) -> DataFrame:
+        """The frame GX validates: decoded events plus the suites' derived columns."""
+        return add_derived_columns(df, list(self.suites))
+
+
+def decoded_events(
+    df: DataFrame, registry: SchemaRegistry, event_type: str, *, max_body_bytes: int
+) -> DataFrame:
+    """Decode ``body`` and keep the decodable events of one type, payload flattened."""
+    envelope = decode_envelope(df, registry, max_body_bytes=max_body_bytes)
+    of_type = envelope.where(envelope[DECODE_ERROR].isNull() & (envelope["event_type"] == event_type))
+    return decode_payload(of_type, registry.latest(event_type))
+
+
+def build_checks(
+    spark: SparkSession, registry: SchemaRegistry, suites: dict[str, Suite]
+) -> dict[str, EventTypeChecks]:
+    """Build every event type's row checks against an empty frame with the decoded schema."""
+    empty = spark.createDataFrame(
+        [],
+        T.StructType(
+            [T.StructField("body", T.BinaryType()), T.StructField(INGEST_TIME, T.TimestampType())]
+        ),
+    )
+    out = {}
+    for event_type in registry.event_types():
+        if event_type not in suites:
+            raise SuiteError(f"no expectation suite for event type {event_type!r} (expected {event_type}.json)")
+        chosen = (suites[ENVELOPE_SUITE], suites[event_type])
+        template = add_derived_columns(
+            decoded_events(empty, registry, event_type, max_body_bytes=1), list(chosen)
+        )
+        out[event_type] = EventTypeChecks(event_type, chosen, tuple(build_row_checks(template, list(chosen))))
+    return out

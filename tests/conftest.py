@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from jobs.config import PROJECT_ROOT, Config, load_config
+from jobs.schemas import SchemaRegistry
+from jobs.simulator import Message, SimulationParams, simulate
+
+# Spark's Python workers must run the interpreter that runs the tests.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+LOCAL_CONF = PROJECT_ROOT / "conf" / "local.toml"
+SIM_END = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+SIM_PARAMS = SimulationParams(vehicles=40, events=4000, bad_rate=0.06, seed=7, end_time=SIM_END)
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return load_config(LOCAL_CONF)
+
+
+@pytest.fixture(scope="session")
+def registry(cfg: Config) -> SchemaRegistry:
+    return SchemaRegistry.load(cfg.quality.schemas_path)
+
+
+@pytest.fixture(scope="session")
+def messages(cfg: Config) -> list[Message]:
+    """A small simulated fleet with every kind of bad input (about seven events per fault)."""
+    return simulate(SIM_PARAMS, list(cfg.partners))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("vehicle-events-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def write_conf(tmp_path: Path):
+    """Write a TOML file and return its path."""
+
+    def write(text: str, name: str = "test.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,115 @@
+"""Decoding simulator output: good events decode fully, poison bodies get a reason, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import decode
+from jobs.decode import DECODE_ERROR, RESCUED, decode_envelope, decode_payload
+
+
+@pytest.fixture(scope="module")
+def envelopes(bodies, registry, cfg):
+    return decode_envelope(bodies, registry, max_body_bytes=cfg.quality.max_body_bytes).cache()
+
+
+@pytest.fixture(scope="module")
+def rows(envelopes):
+    return {r["index"]: r for r in envelopes.drop("body").collect()}
+
+
+def test_clean_events_decode_with_no_error_and_no_rescued_data(rows, manifest) -> None:
+    clean = [i for i, rec in manifest.items() if rec["fault"] is None]
+    assert len(clean) > 3000
+    for i in clean:
+        row = rows[i]
+        assert row[DECODE_ERROR] is None, row
+        assert row[RESCUED] is None, row
+        assert row["event_id"] == manifest[i]["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("truncated_json", decode.MALFORMED_JSON),
+        ("invalid_utf8", decode.INVALID_UTF8),
+        ("oversized_payload", decode.BODY_TOO_LARGE),
+        ("unknown_schema_version", decode.UNKNOWN_SCHEMA_VERSION),
+    ],
+)
+def test_undecodable_bodies_get_their_reason(rows, manifest, fault, reason) -> None:
+    hits = [i for i, rec in manifest.items() if rec["fault"] == fault]
+    assert hits
+    assert {rows[i][DECODE_ERROR] for i in hits} == {reason}
+    assert all(manifest[i]["reason"] == reason for i in hits)
+
+
+def test_invalid_utf8_still_yields_the_fields_it_can(rows, manifest) -> None:
+    for i, rec in manifest.items():
+        if rec["fault"] == "invalid_utf8":
+            assert rows[i]["event_id"] == rec["event_id"]
+
+
+def test_only_known_decode_reasons_occur(envelopes) -> None:
+    seen = {r[0] for r in envelopes.select(DECODE_ERROR).distinct().collect()}
+    assert seen <= {None, *decode.DECODE_REASONS}
+
+
+def test_other_poison_gets_a_reason_too(spark, registry) -> None:
+    poison = [b"", b"[1,2,3]", b'"a string"', b"{}", b'{"event_type": "vehicle.teleport"}',
+              b'{"event_type":"diagnostic.dtc","schema_version":"1.0.0","payload":5}', b"\x00\x01\x02"]
+    df = spark.createDataFrame([(p,) for p in poison], "body binary")
+    got = [r[DECODE_ERROR] for r in decode_envelope(df, registry, max_body_bytes=1000).collect()]
+    assert got == [
+        decode.MALFORMED_JSON, decode.MALFORMED_JSON, decode.MALFORMED_JSON,
+        decode.UNKNOWN_EVENT_TYPE, decode.UNKNOWN_EVENT_TYPE, decode.PAYLOAD_NOT_OBJECT,
+        decode.MALFORMED_JSON,
+    ]
+
+
+def _payload_rows(envelopes, registry, event_type, manifest, fault):
+    idx = [i for i, rec in manifest.items() if rec["fault"] == fault]
+    df = envelopes.where(F.col("index").isin(idx) & (F.col("event_type") == event_type))
+    return decode_payload(df, registry.latest(event_type)).collect()
+
+
+def test_new_fields_are_rescued_not_lost(envelopes, registry, manifest) -> None:
+    rows = _payload_rows(envelopes, registry, "vehicle.chassis_snapshot", manifest, "new_field")
+    assert rows
+    for row in rows:
+        rescued = json.loads(row[RESCUED])
+        assert list(rescued) == ["payload.tire_pressure_kpa"]
+        assert len(json.loads(rescued["payload.tire_pressure_kpa"])) == 4
+        assert row["speed_mps"] is not None
+
+
+def test_renamed_fields_are_rescued_and_the_old_name_is_null(envelopes, registry, manifest) -> None:
+    rows = _payload_rows(envelopes, registry, "vehicle.chassis_snapshot", manifest, "renamed_field")
+    assert rows
+    for row in rows:
+        assert row["speed_mps"] is None
+        assert "payload.vehicle_speed_mps" in json.loads(row[RESCUED])
+
+
+def test_values_of_the_wrong_type_are_rescued(spark, registry) -> None:
+    body = json.dumps({
+        "event_id": "e1", "event_type": "diagnostic.dtc", "schema_version": "1.0.0",
+        "seq_num": "seven", "extra_top": {"a": 1},
+        "payload": {"protocol": "OBD2", "spn": "not a number", "freeze_frame": {"x": 1.5}},
+    }).encode()
+    df = decode_envelope(spark.createDataFrame([(body,)], "body binary"), registry, max_body_bytes=10_000)
+    row = decode_payload(df, registry.latest("diagnostic.dtc")).collect()[0]
+    assert row[DECODE_ERROR] is None
+    assert row["seq_num"] is None and row["spn"] is None
+    assert row["freeze_frame"] == {"x": 1.5}
+    assert json.loads(row[RESCUED]) == {
+        "extra_top": '{"a":1}', "seq_num": "seven", "payload.spn": "not a number",
+    }
+
+
+def test_nan_sentinel_decodes_as_nan(envelopes, registry, manifest) -> None:
+    rows = _payload_rows(envelopes, registry, "vehicle.chassis_snapshot", manifest, "sentinel_speed_nan")
+    assert rows and all(r["speed_mps"] != r["speed_mps"] for r in rows)
