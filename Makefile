@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its dev extra
 
-lint: $(STAMP) ## ruff check and ruff format --check
+lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check jobs tests
 	$(BIN)/ruff format --check jobs tests
+	$(BIN)/python -m mypy
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests

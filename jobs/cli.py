@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for noisy in ("great_expectations", "py4j", "azure"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except JobsError as exc:
@@ -58,34 +60,88 @@ def _parser() -> argparse.ArgumentParser:
     )
     _conf_args(sim)
     sim.add_argument("--vehicles", type=int, default=200, help="vehicles (default 200)")
-    sim.add_argument("--partners", type=int, default=None,
-                     help="use the first M configured partners (default: all)")
-    sim.add_argument("--events", type=int, default=50_000, help="clean events before bad input (default 50000)")
-    sim.add_argument("--bad-rate", type=float, default=0.03,
-                     help="fraction of events carrying bad input (default 0.03)")
+    sim.add_argument(
+        "--partners",
+        type=int,
+        default=None,
+        help="use the first M configured partners (default: all)",
+    )
+    sim.add_argument(
+        "--events", type=int, default=50_000, help="clean events before bad input (default 50000)"
+    )
+    sim.add_argument(
+        "--bad-rate",
+        type=float,
+        default=0.03,
+        help="fraction of events carrying bad input (default 0.03)",
+    )
     sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    sim.add_argument("--end-time", type=_utc_time, default=None,
-                     help="ISO-8601 time of the last event (default: now); fix it for byte-identical output")
+    sim.add_argument(
+        "--end-time",
+        type=_utc_time,
+        default=None,
+        help="ISO-8601 time of the last event (default: now); fix it for byte-identical output",
+    )
     sim.add_argument("--out", default="simulated", help="output directory (default ./simulated)")
-    sim.add_argument("--connection-string-env", default=None, metavar="VAR",
-                     help="send to Event Hubs: the environment variable holding the connection string")
+    sim.add_argument(
+        "--connection-string-env",
+        default=None,
+        metavar="VAR",
+        help="send to Event Hubs: the environment variable holding the connection string",
+    )
     sim.add_argument("--eventhub", default=None, help="Event Hub name (default: [source].eventhub)")
     sim.set_defaults(handler=_simulate)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmarks and print ratios against baselines measured in the same run",
+        description="Benchmarks print ratios against a baseline measured in the same run; they "
+        "never assert (shared machines are noisy).",
+    )
+    _conf_args(bench)
+    bench.add_argument(
+        "--events", type=int, default=60_000, help="simulated events (default 60000)"
+    )
+    bench.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats per measurement (default 3)"
+    )
+    bench.set_defaults(handler=_bench)
     return parser
 
 
 def _conf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--conf", default=DEFAULT_CONF, help=f"configuration file (default {DEFAULT_CONF})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one configuration value for this run (repeatable)")
+    p.add_argument(
+        "--conf", default=DEFAULT_CONF, help=f"configuration file (default {DEFAULT_CONF})"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one configuration value for this run (repeatable)",
+    )
 
 
 def _utc_time(text: str) -> datetime:
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}"
+        ) from None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from jobs.bench import quality
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        report = {"quality": quality.run(spark, cfg, events=args.events, repeats=args.repeats)}
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -113,12 +169,18 @@ def _simulate(args: argparse.Namespace) -> int:
     shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in vars(params).items()}
     out = write_files(messages, args.out, {**shown, "partners": [p.id for p in partners]})
     if args.connection_string_env:
-        connection = resolve_secret(args.connection_string_env, purpose="Event Hubs connection string")
+        connection = resolve_secret(
+            args.connection_string_env, purpose="Event Hubs connection string"
+        )
         send_to_eventhubs(
             [(m.partition_key, m.body) for m in messages],
             connection_string=connection,
             eventhub=args.eventhub or cfg.source.eventhub,
         )
     summary = json.loads((Path(out) / "summary.json").read_text())
-    print(json.dumps({"out": str(out), "messages": summary["messages"], "outcomes": summary["outcomes"]}))
+    print(
+        json.dumps(
+            {"out": str(out), "messages": summary["messages"], "outcomes": summary["outcomes"]}
+        )
+    )
     return 0

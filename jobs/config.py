@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from jobs.errors import ConfigError, SecretNotFoundError
 
@@ -90,7 +91,9 @@ class QualityConfig:
                 f"got {self.dedup_window_hours}"
             )
         if self.max_body_bytes <= 0:
-            raise ValueError(f"max_body_bytes: expected a positive integer; got {self.max_body_bytes}")
+            raise ValueError(
+                f"max_body_bytes: expected a positive integer; got {self.max_body_bytes}"
+            )
 
     @property
     def schemas_path(self) -> Path:
@@ -98,7 +101,9 @@ class QualityConfig:
 
     @property
     def expectations_path(self) -> Path:
-        return Path(self.expectations_dir) if self.expectations_dir else PROJECT_ROOT / "expectations"
+        return (
+            Path(self.expectations_dir) if self.expectations_dir else PROJECT_ROOT / "expectations"
+        )
 
 
 @dataclass(frozen=True)
@@ -263,7 +268,9 @@ def _build(cls: type, data: Any, *, key_path: str, origin: str, overridden: set[
     except ValueError as exc:
         # __post_init__ messages start with the field they are about: "name: what is wrong".
         name, _, message = str(exc).partition(": ")
-        raise ConfigError(f"{_where(origin, _join(key_path, name), overridden)}: {message}") from None
+        raise ConfigError(
+            f"{_where(origin, _join(key_path, name), overridden)}: {message}"
+        ) from None
 
 
 def _coerce(tp: Any, value: Any, key_path: str, origin: str, overridden: set[str]) -> Any:

@@ -40,6 +40,7 @@ DECODE_REASONS = (
 )
 
 _RAW_MAP = T.MapType(T.StringType(), T.StringType())
+_RAW_MAP_DDL = "map<string,string>"
 _PARSED = "__parsed"
 _RAW = "__raw"
 
@@ -53,7 +54,7 @@ def decode_envelope(
     too_large = F.coalesce(F.length(body) > F.lit(max_body_bytes), F.lit(False))
     parse = ~too_large & body.isNotNull()
     envelope_type = registry.envelope_spark_type()
-    out = df.withColumn(_RAW, F.when(parse, F.from_json(text, _RAW_MAP))).withColumn(
+    out = df.withColumn(_RAW, F.when(parse, F.from_json(text, _RAW_MAP_DDL))).withColumn(
         _PARSED, F.when(parse, F.from_json(text, envelope_type))
     )
     out = out.select(
@@ -74,7 +75,7 @@ def decode_envelope(
             F.lit(UNKNOWN_SCHEMA_VERSION),
         )
         .when(
-            payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP).isNull(),
+            payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP_DDL).isNull(),
             F.lit(PAYLOAD_NOT_OBJECT),
         )
     )
@@ -89,12 +90,12 @@ def decode_envelope(
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:
     """Replace ``payload`` with the typed payload fields of ``schema`` and merge rescued fields."""
     payload_type = schema.spark_type
-    raw = F.from_json(F.col(PAYLOAD), _RAW_MAP)
+    raw = F.from_json(F.col(PAYLOAD), _RAW_MAP_DDL)
     parsed = F.from_json(F.col(PAYLOAD), payload_type)
     out = df.withColumn(_RAW, raw).withColumn(_PARSED, parsed)
     payload_rescued = _rescued(F.col(_RAW), F.col(_PARSED), payload_type, prefix=f"{PAYLOAD}.")
     merged = F.map_concat(
-        F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP), F.create_map().cast(_RAW_MAP)),
+        F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP_DDL), F.create_map().cast(_RAW_MAP)),
         payload_rescued,
     )
     out = out.select(
@@ -142,4 +143,6 @@ def _is_valid_utf8(df: DataFrame, text: Column) -> Column:
     major = int(df.sparkSession.version.split(".")[0])
     if major >= 4:
         return F.coalesce(F.call_function("is_valid_utf8", text), F.lit(True))
-    return F.coalesce(F.encode(F.decode(text, "UTF-8"), "UTF-8") == text.cast("binary"), F.lit(True))
+    return F.coalesce(
+        F.encode(F.decode(text, "UTF-8"), "UTF-8") == text.cast("binary"), F.lit(True)
+    )

@@ -77,7 +77,9 @@ class SchemaRegistry:
             for file in sorted(type_dir.glob("v*.json")):
                 schemas.append(_event_schema(type_dir.name, file))
         if not schemas:
-            raise SchemaRegistryError(f"{root}: no event schemas found (expected <event_type>/v1.json)")
+            raise SchemaRegistryError(
+                f"{root}: no event schemas found (expected <event_type>/v1.json)"
+            )
         return cls(envelope, schemas)
 
     def lookup(self, event_type: str, schema_version: str) -> EventSchema | None:
@@ -99,7 +101,9 @@ class SchemaRegistry:
     def latest(self, event_type: str) -> EventSchema:
         candidates = [s for s in self.schemas() if s.event_type == event_type]
         if not candidates:
-            raise SchemaRegistryError(f"unknown event type {event_type!r}; known: {self.event_types()}")
+            raise SchemaRegistryError(
+                f"unknown event type {event_type!r}; known: {self.event_types()}"
+            )
         return max(candidates, key=lambda s: s.major)
 
     @property
@@ -139,7 +143,9 @@ def _event_schema(event_type: str, file: Path) -> EventSchema:
         raise SchemaRegistryError(f"{file}: x-known-versions is missing or empty")
     wrong = [v for v in versions if not v.startswith(f"{major}.")]
     if wrong:
-        raise SchemaRegistryError(f"{file}: versions {wrong} do not belong to major version {major}")
+        raise SchemaRegistryError(
+            f"{file}: versions {wrong} do not belong to major version {major}"
+        )
     table = doc.get("x-table")
     if not table:
         raise SchemaRegistryError(f"{file}: x-table (the silver table name) is missing")
@@ -163,7 +169,10 @@ def to_spark_struct(json_schema: dict[str, Any], *, where: str) -> T.StructType:
     if not isinstance(props, dict):
         raise SchemaRegistryError(f"{where}: expected an object schema with properties")
     return T.StructType(
-        [T.StructField(name, to_spark_type(spec, where=f"{where}.{name}")) for name, spec in props.items()]
+        [
+            T.StructField(name, to_spark_type(spec, where=f"{where}.{name}"))
+            for name, spec in props.items()
+        ]
     )
 
 
@@ -173,7 +182,9 @@ def to_spark_type(spec: dict[str, Any], *, where: str) -> T.DataType:
     if isinstance(kinds, list):
         kinds = [k for k in kinds if k != "null"]
         if len(kinds) != 1:
-            raise SchemaRegistryError(f"{where}: union types other than [T, 'null'] are not supported")
+            raise SchemaRegistryError(
+                f"{where}: union types other than [T, 'null'] are not supported"
+            )
         kinds = kinds[0]
     if kinds == "string":
         return T.TimestampType() if spec.get("format") == "date-time" else T.StringType()

@@ -75,8 +75,10 @@ def validate_batch(
             info = result.result or {}
             counted = "element_count" in info
             element_count = int(info.get("element_count") or 0)
-            missing = 0 if rule.expectation_type == "expect_column_values_to_not_be_null" else int(
-                info.get("missing_count") or 0
+            missing = (
+                0
+                if rule.expectation_type == "expect_column_values_to_not_be_null"
+                else int(info.get("missing_count") or 0)
             )
             results.append(
                 RuleResult(

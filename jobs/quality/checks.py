@@ -46,7 +46,9 @@ def decoded_events(
 ) -> DataFrame:
     """Decode ``body`` and keep the decodable events of one type, payload flattened."""
     envelope = decode_envelope(df, registry, max_body_bytes=max_body_bytes)
-    of_type = envelope.where(envelope[DECODE_ERROR].isNull() & (envelope["event_type"] == event_type))
+    of_type = envelope.where(
+        envelope[DECODE_ERROR].isNull() & (envelope["event_type"] == event_type)
+    )
     return decode_payload(of_type, registry.latest(event_type))
 
 
@@ -63,10 +65,14 @@ def build_checks(
     out = {}
     for event_type in registry.event_types():
         if event_type not in suites:
-            raise SuiteError(f"no expectation suite for event type {event_type!r} (expected {event_type}.json)")
+            raise SuiteError(
+                f"no expectation suite for event type {event_type!r} (expected {event_type}.json)"
+            )
         chosen = (suites[ENVELOPE_SUITE], suites[event_type])
         template = add_derived_columns(
             decoded_events(empty, registry, event_type, max_body_bytes=1), list(chosen)
         )
-        out[event_type] = EventTypeChecks(event_type, chosen, tuple(build_row_checks(template, list(chosen))))
+        out[event_type] = EventTypeChecks(
+            event_type, chosen, tuple(build_row_checks(template, list(chosen)))
+        )
     return out

@@ -82,7 +82,9 @@ def build_row_checks(template: DataFrame, suites: list[Suite]) -> list[RowCheck]
     # instead of one job per expectation.
     resolved, aborted = validator.compute_metrics([metric for _, metric in wanted])
     if aborted:
-        raise SuiteError(f"Great Expectations could not build conditions: {sorted(map(str, aborted))}")
+        raise SuiteError(
+            f"Great Expectations could not build conditions: {sorted(map(str, aborted))}"
+        )
     checks = []
     for rule, metric in wanted:
         condition = resolved[metric.id][0]

@@ -73,7 +73,9 @@ def load_suites(directory: str | Path, parameters: dict[str, Any]) -> dict[str, 
     names = [r.name for s in suites.values() for r in s.rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise SuiteError(f"{root}: expectation names must be unique across suites; repeated: {dupes}")
+        raise SuiteError(
+            f"{root}: expectation names must be unique across suites; repeated: {dupes}"
+        )
     return suites
 
 

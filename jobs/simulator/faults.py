@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from jobs import decode
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
@@ -76,7 +76,9 @@ def _shift_time(seconds: Callable[[random.Random], float]) -> Callable[[Doc, ran
     def apply(doc: Doc, rng: random.Random) -> None:
         stamp = datetime.fromisoformat(doc["event_time"].replace("Z", "+00:00"))
         stamp += timedelta(seconds=seconds(rng))
-        doc["event_time"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+        doc["event_time"] = (
+            stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+        )
 
     return apply
 
@@ -131,11 +133,15 @@ def _in_china(doc: Doc, rng: random.Random) -> None:
 
 
 def _odometer_back(doc: Doc, rng: random.Random) -> None:
-    doc["payload"]["odometer_m"] = round(doc["payload"]["odometer_m"] - rng.uniform(5_000, 50_000), 1)
+    doc["payload"]["odometer_m"] = round(
+        doc["payload"]["odometer_m"] - rng.uniform(5_000, 50_000), 1
+    )
 
 
 def _gps_jump(doc: Doc, rng: random.Random) -> None:
-    doc["payload"]["lat"] = round(doc["payload"]["lat"] + rng.choice((-1, 1)) * rng.uniform(0.4, 0.6), 6)
+    doc["payload"]["lat"] = round(
+        doc["payload"]["lat"] + rng.choice((-1, 1)) * rng.uniform(0.4, 0.6), 6
+    )
 
 
 def _truncate(body: bytes, rng: random.Random, max_body: int) -> bytes:
@@ -151,62 +157,199 @@ def _oversize(body: bytes, rng: random.Random, max_body: int) -> bytes:
     return body[:-1] + b',"debug_dump":"' + junk + b'"}'
 
 
-Q, SE, XE = "quarantined", "single_event", "cross_event"
+Q: Final = "quarantined"
+SE: Final = "single_event"
+XE: Final = "cross_event"
 FAULTS: tuple[Fault, ...] = (
     Fault("rtc_reset_1970", "1", Q, "envelope.event_lag_s.range", SE, _any, _rtc_reset),
-    Fault("future_timestamp", "1", Q, "envelope.event_lag_s.range", SE, _any,
-          _shift_time(lambda r: r.uniform(2 * 86400, 25 * 86400))),
-    Fault("gps_utc_offset", "1", "curated", None, XE, _any, _shift_time(lambda r: 18.0),
-          flags=(CLOCK_OFFSET,)),
+    Fault(
+        "future_timestamp",
+        "1",
+        Q,
+        "envelope.event_lag_s.range",
+        SE,
+        _any,
+        _shift_time(lambda r: r.uniform(2 * 86400, 25 * 86400)),
+    ),
+    Fault(
+        "gps_utc_offset",
+        "1",
+        "curated",
+        None,
+        XE,
+        _any,
+        _shift_time(lambda r: 18.0),
+        flags=(CLOCK_OFFSET,),
+    ),
     Fault("duplicate_send", "2", "duplicate", None, SE, _any, extra="duplicate"),
-    Fault("simulation_flag", "3", Q, "envelope.is_simulation.production", SE, _any,
-          _set("is_simulation", True)),
+    Fault(
+        "simulation_flag",
+        "3",
+        Q,
+        "envelope.is_simulation.production",
+        SE,
+        _any,
+        _set("is_simulation", True),
+    ),
     Fault("odometer_decrease", "3", Q, ODOMETER_MONOTONIC, XE, _chassis, _odometer_back),
     Fault("replay", "3", Q, SEQ_REPLAY, XE, _any, extra="replay"),
-    Fault("speed_kmh_in_mps", "4", Q, "chassis.speed_mps.range", SE,
-          lambda d: _driving(d) and d["payload"]["speed_mps"] >= 20, _scale("speed_mps", 3.6)),
-    Fault("speed_kmh_in_mps_low", "4", Q, SPEED_DISTANCE, XE,
-          lambda d: _driving(d) and 5 <= d["payload"]["speed_mps"] <= 19, _scale("speed_mps", 3.6)),
+    Fault(
+        "speed_kmh_in_mps",
+        "4",
+        Q,
+        "chassis.speed_mps.range",
+        SE,
+        lambda d: _driving(d) and d["payload"]["speed_mps"] >= 20,
+        _scale("speed_mps", 3.6),
+    ),
+    Fault(
+        "speed_kmh_in_mps_low",
+        "4",
+        Q,
+        SPEED_DISTANCE,
+        XE,
+        lambda d: _driving(d) and 5 <= d["payload"]["speed_mps"] <= 19,
+        _scale("speed_mps", 3.6),
+    ),
     Fault("utm_in_latlon", "4", Q, "chassis.lat.range", SE, _chassis, _utm),
-    Fault("sentinel_rpm_ffff", "5", Q, "chassis.engine_rpm.range", SE,
-          lambda d: _driving(d) and d["payload"]["engine_rpm"] is not None,
-          _set("payload.engine_rpm", 65535)),
-    Fault("sentinel_throttle_ff", "5", Q, "chassis.throttle_pct.range", SE, _chassis,
-          _set("payload.throttle_pct", 255)),
-    Fault("sentinel_speed_nan", "5", Q, "chassis.speed_mps.range", SE, _driving,
-          _set("payload.speed_mps", float("nan"))),
-    Fault("sentinel_soc_minus1", "5", Q, "chassis.battery_soc_pct.range", SE,
-          lambda d: _chassis(d) and d["payload"]["battery_soc_pct"] is not None,
-          _set("payload.battery_soc_pct", -1)),
-    Fault("speed_saturation_255kmh", "5", Q, "chassis.speed_mps.range", SE, _driving,
-          _set("payload.speed_mps", round(255 / 3.6, 3))),
+    Fault(
+        "sentinel_rpm_ffff",
+        "5",
+        Q,
+        "chassis.engine_rpm.range",
+        SE,
+        lambda d: _driving(d) and d["payload"]["engine_rpm"] is not None,
+        _set("payload.engine_rpm", 65535),
+    ),
+    Fault(
+        "sentinel_throttle_ff",
+        "5",
+        Q,
+        "chassis.throttle_pct.range",
+        SE,
+        _chassis,
+        _set("payload.throttle_pct", 255),
+    ),
+    Fault(
+        "sentinel_speed_nan",
+        "5",
+        Q,
+        "chassis.speed_mps.range",
+        SE,
+        _driving,
+        _set("payload.speed_mps", float("nan")),
+    ),
+    Fault(
+        "sentinel_soc_minus1",
+        "5",
+        Q,
+        "chassis.battery_soc_pct.range",
+        SE,
+        lambda d: _chassis(d) and d["payload"]["battery_soc_pct"] is not None,
+        _set("payload.battery_soc_pct", -1),
+    ),
+    Fault(
+        "speed_saturation_255kmh",
+        "5",
+        Q,
+        "chassis.speed_mps.range",
+        SE,
+        _driving,
+        _set("payload.speed_mps", round(255 / 3.6, 3)),
+    ),
     Fault("truncated_json", "6", Q, decode.MALFORMED_JSON, SE, _any, corrupt=_truncate),
     Fault("invalid_utf8", "6", Q, decode.INVALID_UTF8, SE, _any, corrupt=_invalid_utf8),
     Fault("oversized_payload", "6", Q, decode.BODY_TOO_LARGE, SE, _any, corrupt=_oversize),
     Fault("new_field", "7", "curated", None, SE, _chassis, _new_field, flags=(RESCUED_WARNING,)),
-    Fault("new_enum_value", "7", Q, "chassis.gear.enum", SE, _driving, _set("payload.gear", "SPORT")),
+    Fault(
+        "new_enum_value", "7", Q, "chassis.gear.enum", SE, _driving, _set("payload.gear", "SPORT")
+    ),
     Fault("renamed_field", "7", Q, "chassis.speed_mps.required", SE, _chassis, _rename_speed),
-    Fault("unknown_schema_version", "7", Q, decode.UNKNOWN_SCHEMA_VERSION, SE, _any,
-          _set("schema_version", "2.0.0")),
-    Fault("null_island", "8", Q, "chassis.position_is_null_island.false", SE, _chassis,
-          lambda d, r: d["payload"].update(lat=0.0, lon=0.0)),
-    Fault("lat_out_of_range", "8", Q, "chassis.lat.range", SE, _chassis,
-          _set("payload.lat", 123.456)),
+    Fault(
+        "unknown_schema_version",
+        "7",
+        Q,
+        decode.UNKNOWN_SCHEMA_VERSION,
+        SE,
+        _any,
+        _set("schema_version", "2.0.0"),
+    ),
+    Fault(
+        "null_island",
+        "8",
+        Q,
+        "chassis.position_is_null_island.false",
+        SE,
+        _chassis,
+        lambda d, r: d["payload"].update(lat=0.0, lon=0.0),
+    ),
+    Fault(
+        "lat_out_of_range", "8", Q, "chassis.lat.range", SE, _chassis, _set("payload.lat", 123.456)
+    ),
     Fault("gps_jump", "8", Q, POSITION_JUMP, XE, _chassis, _gps_jump),
-    Fault("speed_while_parked", "9", Q, "chassis.speed_mps_when_parked.range", SE, _chassis,
-          _parked_moving),
-    Fault("rpm_engine_off", "9", Q, "chassis.engine_rpm_when_engine_off.range", SE,
-          lambda d: _chassis(d) and d["payload"]["engine_rpm"] is not None, _rpm_engine_off),
-    Fault("charging_end_before_start", "9", Q, "charging.session_end.after_start", SE,
-          lambda d: d["event_type"] == "ev.charging_session", _swap_session),
+    Fault(
+        "speed_while_parked",
+        "9",
+        Q,
+        "chassis.speed_mps_when_parked.range",
+        SE,
+        _chassis,
+        _parked_moving,
+    ),
+    Fault(
+        "rpm_engine_off",
+        "9",
+        Q,
+        "chassis.engine_rpm_when_engine_off.range",
+        SE,
+        lambda d: _chassis(d) and d["payload"]["engine_rpm"] is not None,
+        _rpm_engine_off,
+    ),
+    Fault(
+        "charging_end_before_start",
+        "9",
+        Q,
+        "charging.session_end.after_start",
+        SE,
+        lambda d: d["event_type"] == "ev.charging_session",
+        _swap_session,
+    ),
     Fault("malformed_vin", "10", Q, "envelope.vin.format", SE, _any, _malformed_vin),
-    Fault("unknown_partner", "10", Q, "envelope.partner_id.allow_list", SE, _any,
-          _set("partner_id", "shadow-motors")),
-    Fault("unknown_device", "10", Q, "envelope.device_id.format", SE, _any,
-          _set("device_id", "unknown")),
-    Fault("origin_cn", "residency", "residency_dropped", RESIDENCY_ORIGIN, SE, _any,
-          _set("origin_country", "CN")),
-    Fault("coordinates_in_china", "residency", "residency_dropped", RESIDENCY_COORDINATES, SE,
-          _chassis, _in_china),
+    Fault(
+        "unknown_partner",
+        "10",
+        Q,
+        "envelope.partner_id.allow_list",
+        SE,
+        _any,
+        _set("partner_id", "shadow-motors"),
+    ),
+    Fault(
+        "unknown_device",
+        "10",
+        Q,
+        "envelope.device_id.format",
+        SE,
+        _any,
+        _set("device_id", "unknown"),
+    ),
+    Fault(
+        "origin_cn",
+        "residency",
+        "residency_dropped",
+        RESIDENCY_ORIGIN,
+        SE,
+        _any,
+        _set("origin_country", "CN"),
+    ),
+    Fault(
+        "coordinates_in_china",
+        "residency",
+        "residency_dropped",
+        RESIDENCY_COORDINATES,
+        SE,
+        _chassis,
+        _in_china,
+    ),
 )
 FAULTS_BY_NAME = {f.name: f for f in FAULTS}

@@ -202,7 +202,9 @@ def _snapshot(
         "engine_started": None if vehicle.is_ev else engine_on,
         "engine_rpm": None
         if vehicle.is_ev
-        else (round(min(4200.0, 750.0 + speed * 95.0 + rng.uniform(-20, 20)), 1) if engine_on else 0.0),
+        else (
+            round(min(4200.0, 750.0 + speed * 95.0 + rng.uniform(-20, 20)), 1) if engine_on else 0.0
+        ),
         "odometer_m": round(vehicle.odometer_m, 1),
         "fuel_range_m": None if vehicle.is_ev else round(vehicle.fuel_range_m, 1),
         "battery_soc_pct": round(vehicle.soc_pct, 2) if vehicle.is_ev else None,
@@ -232,8 +234,12 @@ def _disengagement(
         "from_mode": mode,
         "to_mode": "COMPLETE_MANUAL",
         "initiator": initiator,
-        "chassis_error_code": "MANUAL_INTERVENTION" if initiator == "DRIVER_TAKEOVER" else "NO_ERROR",
-        "estop_reason": None if initiator == "DRIVER_TAKEOVER" else f"{initiator.lower()}: obstacle",
+        "chassis_error_code": "MANUAL_INTERVENTION"
+        if initiator == "DRIVER_TAKEOVER"
+        else "NO_ERROR",
+        "estop_reason": None
+        if initiator == "DRIVER_TAKEOVER"
+        else f"{initiator.lower()}: obstacle",
         "monitor_summary": rng.choice(("OK", "OK", "WARN", "ERROR")),
         "speed_mps_at_event": round(speed, 3),
         "takeover_reaction_s": round(rng.uniform(0.4, 3.5), 2),
@@ -270,19 +276,33 @@ def _dtc(vehicle: Vehicle, t: float, events: list[SimEvent]) -> None:
     events.append(_envelope(vehicle, t, "diagnostic.dtc", payload))
 
 
-def _infotainment(vehicle: Vehicle, t: float, events: list[SimEvent], speed: float, mode: str) -> None:
+def _infotainment(
+    vehicle: Vehicle, t: float, events: list[SimEvent], speed: float, mode: str
+) -> None:
     rng = vehicle.rng
-    feature = rng.choice(("MEDIA", "MEDIA", "NAVIGATION", "PHONE", "VOICE", "PROJECTION", "SETTINGS"))
+    feature = rng.choice(
+        ("MEDIA", "MEDIA", "NAVIGATION", "PHONE", "VOICE", "PROJECTION", "SETTINGS")
+    )
     payload = {
         "feature": feature,
-        "media_source": rng.choice(("FM", "DAB", "BLUETOOTH", "STREAMING")) if feature == "MEDIA" else None,
+        "media_source": rng.choice(("FM", "DAB", "BLUETOOTH", "STREAMING"))
+        if feature == "MEDIA"
+        else None,
         "action": rng.choice(("START", "STOP", "SKIP", "ADJUST", "OPEN")),
-        "projection_mode": rng.choice(("CARPLAY", "ANDROID_AUTO")) if feature == "PROJECTION" else "NONE",
+        "projection_mode": rng.choice(("CARPLAY", "ANDROID_AUTO"))
+        if feature == "PROJECTION"
+        else "NONE",
         "duration_s": round(rng.uniform(2, 1800), 1),
         "volume_pct": round(rng.uniform(10, 60), 0),
         "hmi_language": rng.choice(("en", "de", "ja", "ko")),
         "driving_mode_at_use": mode,
-        "speed_band": "STOPPED" if speed < 0.5 else "LOW" if speed < 14 else "MEDIUM" if speed < 25 else "HIGH",
+        "speed_band": "STOPPED"
+        if speed < 0.5
+        else "LOW"
+        if speed < 14
+        else "MEDIUM"
+        if speed < 25
+        else "HIGH",
     }
     events.append(_envelope(vehicle, t, "infotainment.usage", payload))
 
@@ -304,7 +324,9 @@ def _charge(vehicle: Vehicle, t: float, parked_s: float, events: list[SimEvent])
         "soc_end_pct": round(soc_end, 2),
         "energy_delivered_kwh": round(energy, 3),
         "max_power_kw": power_kw,
-        "charging_state_final": "COMPLETED" if soc_end > 99 else rng.choice(("STOPPED_BY_USER", "COMPLETED")),
+        "charging_state_final": "COMPLETED"
+        if soc_end > 99
+        else rng.choice(("STOPPED_BY_USER", "COMPLETED")),
         "inlet_type": "CCS2" if vehicle.origin_country != "US" else "NACS",
         "batt_temp_max_c": round(rng.uniform(18, 42), 1),
         "soh_pct": round(rng.uniform(88, 99), 1),

@@ -39,7 +39,9 @@ class SimulationParams:
                 f"--events: expected at least one event per vehicle ({self.vehicles}); got {self.events}"
             )
         if not 0.0 <= self.bad_rate <= 0.5:
-            raise SimulatorError(f"--bad-rate: expected a fraction between 0 and 0.5; got {self.bad_rate}")
+            raise SimulatorError(
+                f"--bad-rate: expected a fraction between 0 and 0.5; got {self.bad_rate}"
+            )
 
 
 @dataclass
@@ -90,23 +92,25 @@ def _inject(events: list[SimEvent], params: SimulationParams) -> list[Message]:
         used.add(victim)
         assigned[victim] = fault
     for name, count in sorted(skipped.items()):
-        logger.warning("fault %s: no event of the fleet fits it; %d injections skipped", name, count)
+        logger.warning(
+            "fault %s: no event of the fleet fits it; %d injections skipped", name, count
+        )
     ordered: list[tuple[float, Message]] = []
     for i, event in enumerate(events):
-        fault = assigned.get(i)
-        if fault is not None and fault.extra:
+        chosen = assigned.get(i)
+        if chosen is not None and chosen.extra:
             ordered.append((float(i), _message(event.doc, None, event.vehicle.vin)))
             copy = json.loads(json.dumps(event.doc))
-            if fault.extra == "replay":
+            if chosen.extra == "replay":
                 copy["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             later = min(len(events) - 0.5, i + rng.uniform(1, 400)) + 0.25
-            ordered.append((later, _message(copy, fault, event.vehicle.vin)))
+            ordered.append((later, _message(copy, chosen, event.vehicle.vin)))
             continue
-        if fault is not None and fault.mutate:
-            fault.mutate(event.doc, rng)
-        message = _message(event.doc, fault, event.vehicle.vin)
-        if fault is not None and fault.corrupt:
-            message.body = fault.corrupt(message.body, rng, params.max_body_bytes)
+        if chosen is not None and chosen.mutate:
+            chosen.mutate(event.doc, rng)
+        message = _message(event.doc, chosen, event.vehicle.vin)
+        if chosen is not None and chosen.corrupt:
+            message.body = chosen.corrupt(message.body, rng, params.max_body_bytes)
         ordered.append((float(i), message))
     ordered.sort(key=lambda pair: pair[0])
     messages = [m for _, m in ordered]

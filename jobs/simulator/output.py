@@ -51,9 +51,10 @@ def write_files(messages: list[Message], out_dir: str | Path, params: dict[str, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress("wrote", len(messages))
-    with (out / EVENTS_FILE).open("w", encoding="utf-8") as events, (out / MANIFEST_FILE).open(
-        "w", encoding="utf-8"
-    ) as manifest:
+    with (
+        (out / EVENTS_FILE).open("w", encoding="utf-8") as events,
+        (out / MANIFEST_FILE).open("w", encoding="utf-8") as manifest,
+    ):
         for i, message in enumerate(messages, 1):
             events.write(json.dumps(_encode(message), separators=(",", ":")) + "\n")
             manifest.write(json.dumps(message.record, separators=(",", ":")) + "\n")

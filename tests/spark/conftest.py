@@ -10,7 +10,6 @@ from jobs.quality.suites import load_suites, suite_parameters
 from tests.conftest import SIM_END
 
 
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/spark/" in str(item.fspath):

@@ -59,13 +59,24 @@ def test_only_known_decode_reasons_occur(envelopes) -> None:
 
 
 def test_other_poison_gets_a_reason_too(spark, registry) -> None:
-    poison = [b"", b"[1,2,3]", b'"a string"', b"{}", b'{"event_type": "vehicle.teleport"}',
-              b'{"event_type":"diagnostic.dtc","schema_version":"1.0.0","payload":5}', b"\x00\x01\x02"]
+    poison = [
+        b"",
+        b"[1,2,3]",
+        b'"a string"',
+        b"{}",
+        b'{"event_type": "vehicle.teleport"}',
+        b'{"event_type":"diagnostic.dtc","schema_version":"1.0.0","payload":5}',
+        b"\x00\x01\x02",
+    ]
     df = spark.createDataFrame([(p,) for p in poison], "body binary")
     got = [r[DECODE_ERROR] for r in decode_envelope(df, registry, max_body_bytes=1000).collect()]
     assert got == [
-        decode.MALFORMED_JSON, decode.MALFORMED_JSON, decode.MALFORMED_JSON,
-        decode.UNKNOWN_EVENT_TYPE, decode.UNKNOWN_EVENT_TYPE, decode.PAYLOAD_NOT_OBJECT,
+        decode.MALFORMED_JSON,
+        decode.MALFORMED_JSON,
+        decode.MALFORMED_JSON,
+        decode.UNKNOWN_EVENT_TYPE,
+        decode.UNKNOWN_EVENT_TYPE,
+        decode.PAYLOAD_NOT_OBJECT,
         decode.MALFORMED_JSON,
     ]
 
@@ -95,21 +106,32 @@ def test_renamed_fields_are_rescued_and_the_old_name_is_null(envelopes, registry
 
 
 def test_values_of_the_wrong_type_are_rescued(spark, registry) -> None:
-    body = json.dumps({
-        "event_id": "e1", "event_type": "diagnostic.dtc", "schema_version": "1.0.0",
-        "seq_num": "seven", "extra_top": {"a": 1},
-        "payload": {"protocol": "OBD2", "spn": "not a number", "freeze_frame": {"x": 1.5}},
-    }).encode()
-    df = decode_envelope(spark.createDataFrame([(body,)], "body binary"), registry, max_body_bytes=10_000)
+    body = json.dumps(
+        {
+            "event_id": "e1",
+            "event_type": "diagnostic.dtc",
+            "schema_version": "1.0.0",
+            "seq_num": "seven",
+            "extra_top": {"a": 1},
+            "payload": {"protocol": "OBD2", "spn": "not a number", "freeze_frame": {"x": 1.5}},
+        }
+    ).encode()
+    df = decode_envelope(
+        spark.createDataFrame([(body,)], "body binary"), registry, max_body_bytes=10_000
+    )
     row = decode_payload(df, registry.latest("diagnostic.dtc")).collect()[0]
     assert row[DECODE_ERROR] is None
     assert row["seq_num"] is None and row["spn"] is None
     assert row["freeze_frame"] == {"x": 1.5}
     assert json.loads(row[RESCUED]) == {
-        "extra_top": '{"a":1}', "seq_num": "seven", "payload.spn": "not a number",
+        "extra_top": '{"a":1}',
+        "seq_num": "seven",
+        "payload.spn": "not a number",
     }
 
 
 def test_nan_sentinel_decodes_as_nan(envelopes, registry, manifest) -> None:
-    rows = _payload_rows(envelopes, registry, "vehicle.chassis_snapshot", manifest, "sentinel_speed_nan")
+    rows = _payload_rows(
+        envelopes, registry, "vehicle.chassis_snapshot", manifest, "sentinel_speed_nan"
+    )
     assert rows and all(r["speed_mps"] != r["speed_mps"] for r in rows)

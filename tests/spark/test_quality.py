@@ -15,8 +15,11 @@ from jobs.quality.rows import ACTION, FAILURES
 from jobs.simulator.faults import FAULTS_BY_NAME, RESCUED_WARNING
 
 EVENT_TYPES = [
-    "vehicle.chassis_snapshot", "autonomy.disengagement", "diagnostic.dtc",
-    "ev.charging_session", "infotainment.usage",
+    "vehicle.chassis_snapshot",
+    "autonomy.disengagement",
+    "diagnostic.dtc",
+    "ev.charging_session",
+    "infotainment.usage",
 ]
 
 
@@ -45,20 +48,26 @@ def test_every_decodable_event_is_checked(verdicts, manifest) -> None:
 
 
 def test_clean_events_pass_every_rule(verdicts, manifest) -> None:
-    clean = [i for i, rec in manifest.items() if rec["fault"] is None or rec["outcome"] == "duplicate"]
+    clean = [
+        i for i, rec in manifest.items() if rec["fault"] is None or rec["outcome"] == "duplicate"
+    ]
     failing = {i: verdicts[i] for i in clean if verdicts[i] != (None, [])}
     assert failing == {}
 
 
 SINGLE_EVENT_QUARANTINE = sorted(
-    f.name for f in FAULTS_BY_NAME.values()
-    if f.detection == "single_event" and f.outcome == "quarantined"
+    f.name
+    for f in FAULTS_BY_NAME.values()
+    if f.detection == "single_event"
+    and f.outcome == "quarantined"
     and f.reason not in decode.DECODE_REASONS
 )
 
 
 @pytest.mark.parametrize("fault", SINGLE_EVENT_QUARANTINE)
-def test_each_single_event_fault_is_quarantined_by_the_named_expectation(verdicts, manifest, fault) -> None:
+def test_each_single_event_fault_is_quarantined_by_the_named_expectation(
+    verdicts, manifest, fault
+) -> None:
     hits = [i for i, rec in manifest.items() if rec["fault"] == fault]
     assert hits, f"the simulator injected no {fault}"
     for i in hits:
@@ -86,17 +95,27 @@ def test_cross_event_faults_are_invisible_to_single_event_rules(verdicts, manife
     """These need the per-vehicle stage: the suites alone must (and do) let them through."""
     hits = [i for i, rec in manifest.items() if rec["detection"] == "cross_event"]
     assert Counter(manifest[i]["fault"] for i in hits).keys() == {
-        "gps_utc_offset", "odometer_decrease", "replay", "speed_kmh_in_mps_low", "gps_jump"
+        "gps_utc_offset",
+        "odometer_decrease",
+        "replay",
+        "speed_kmh_in_mps_low",
+        "gps_jump",
     }
     assert [verdicts[i] for i in hits] == [(None, [])] * len(hits)
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
-def test_gx_verdicts_agree_with_the_one_pass_row_checks(decoded, checks, verdicts, event_type) -> None:
+def test_gx_verdicts_agree_with_the_one_pass_row_checks(
+    decoded, checks, verdicts, event_type
+) -> None:
     """Rule by rule, GX fails exactly the expectations the one-pass checks flagged rows for."""
     df = decoded[event_type]
-    flagged = Counter(rule for r in df.select("index").collect() for rule in verdicts[r["index"]][1])
-    results = validate_batch(checks[event_type].with_derived_columns(df), list(checks[event_type].suites))
+    flagged = Counter(
+        rule for r in df.select("index").collect() for rule in verdicts[r["index"]][1]
+    )
+    results = validate_batch(
+        checks[event_type].with_derived_columns(df), list(checks[event_type].suites)
+    )
     assert len(results) == len(checks[event_type].checks)
     assert {r.rule for r in results if not r.success} == set(flagged)
 
@@ -108,7 +127,9 @@ def test_gx_unexpected_counts_equal_the_rows_flagged(decoded, checks, verdicts) 
     indexes = [r["index"] for r in df.select("index").collect()]
     flagged = Counter(rule for i in indexes for rule in verdicts[i][1])
     results = validate_batch(
-        checks[event_type].with_derived_columns(df), list(checks[event_type].suites), result_format="SUMMARY"
+        checks[event_type].with_derived_columns(df),
+        list(checks[event_type].suites),
+        result_format="SUMMARY",
     )
     for result in results:
         assert result.failed == flagged.get(result.rule, 0), result
@@ -120,5 +141,7 @@ def test_gx_passes_clean_events_of_every_type(decoded, checks, manifest) -> None
     clean = [i for i, rec in manifest.items() if rec["fault"] is None]
     for event_type in EVENT_TYPES:
         df = decoded[event_type].where(F.col("index").isin(clean))
-        results = validate_batch(checks[event_type].with_derived_columns(df), list(checks[event_type].suites))
+        results = validate_batch(
+            checks[event_type].with_derived_columns(df), list(checks[event_type].suites)
+        )
         assert [r.rule for r in results if not r.success] == [], event_type

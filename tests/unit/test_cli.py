@@ -12,7 +12,11 @@ from jobs.config import PROJECT_ROOT
 def _jobs(*args: str, env=None):
     return subprocess.run(
         [sys.executable, "-m", "jobs", *args],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -24,8 +28,21 @@ def test_help_lists_the_commands_with_descriptions() -> None:
 
 
 def test_simulate_writes_events_manifest_and_summary(tmp_path) -> None:
-    result = _jobs("simulate", "--vehicles", "5", "--events", "500", "--bad-rate", "0.1",
-                   "--seed", "3", "--end-time", "2026-11-23T12:00:00Z", "--out", str(tmp_path))
+    result = _jobs(
+        "simulate",
+        "--vehicles",
+        "5",
+        "--events",
+        "500",
+        "--bad-rate",
+        "0.1",
+        "--seed",
+        "3",
+        "--end-time",
+        "2026-11-23T12:00:00Z",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["messages"] == sum(printed["outcomes"].values())
@@ -44,8 +61,18 @@ def test_bad_config_exits_2_with_a_one_line_message(tmp_path) -> None:
 
 def test_missing_secret_exits_2_naming_the_variable(tmp_path) -> None:
     env = {k: v for k, v in __import__("os").environ.items() if k != "NO_SUCH_EH"}
-    result = _jobs("simulate", "--vehicles", "2", "--events", "20", "--out", str(tmp_path),
-                   "--connection-string-env", "NO_SUCH_EH", env=env)
+    result = _jobs(
+        "simulate",
+        "--vehicles",
+        "2",
+        "--events",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--connection-string-env",
+        "NO_SUCH_EH",
+        env=env,
+    )
     assert result.returncode == 2
     assert "environment variable NO_SUCH_EH is not set" in result.stderr
 

@@ -38,33 +38,57 @@ def test_defaults_fill_in_unset_sections(write_conf) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (MINIMAL + "\n[source]\nmax_events = 5\n",
-         r"test.toml \[source\].max_events: unknown key; allowed keys: .*max_events_per_trigger"),
-        (MINIMAL + '\n[source]\nmax_events_per_trigger = "many"\n',
-         r"\[source\].max_events_per_trigger: expected an integer; got 'many' \(str\)"),
-        (MINIMAL + '\n[source]\nkind = "mqtt"\n',
-         r"\[source\].kind: expected one of 'eventhubs', 'kafka'; got 'mqtt'"),
-        (MINIMAL + "\n[source]\nmax_events_per_trigger = 0\n",
-         r"\[source\].max_events_per_trigger: expected a positive integer; got 0"),
-        (MINIMAL + "\n[quality]\ndedup_window_hours = 6\n",
-         r"\[quality\].dedup_window_hours: expected at least 24"),
-        (MINIMAL + '\n[residency]\nblocked_countries = ["China"]\n',
-         r"\[residency\].blocked_countries: expected ISO 3166-1 alpha-2 codes"),
-        (MINIMAL + "\n[spark]\nconf = { 'spark.ui.enabled' = false }\n",
-         r"\[spark\].conf.spark.ui.enabled: expected a string; got False"),
-        ("[[partners]]\nid='p'\ndisplay_name='P'\nregion='eu'\n",
-         r"test.toml lake: missing required value \(a table\)"),
+        (
+            MINIMAL + "\n[source]\nmax_events = 5\n",
+            r"test.toml \[source\].max_events: unknown key; allowed keys: .*max_events_per_trigger",
+        ),
+        (
+            MINIMAL + '\n[source]\nmax_events_per_trigger = "many"\n',
+            r"\[source\].max_events_per_trigger: expected an integer; got 'many' \(str\)",
+        ),
+        (
+            MINIMAL + '\n[source]\nkind = "mqtt"\n',
+            r"\[source\].kind: expected one of 'eventhubs', 'kafka'; got 'mqtt'",
+        ),
+        (
+            MINIMAL + "\n[source]\nmax_events_per_trigger = 0\n",
+            r"\[source\].max_events_per_trigger: expected a positive integer; got 0",
+        ),
+        (
+            MINIMAL + "\n[quality]\ndedup_window_hours = 6\n",
+            r"\[quality\].dedup_window_hours: expected at least 24",
+        ),
+        (
+            MINIMAL + '\n[residency]\nblocked_countries = ["China"]\n',
+            r"\[residency\].blocked_countries: expected ISO 3166-1 alpha-2 codes",
+        ),
+        (
+            MINIMAL + "\n[spark]\nconf = { 'spark.ui.enabled' = false }\n",
+            r"\[spark\].conf.spark.ui.enabled: expected a string; got False",
+        ),
+        (
+            "[[partners]]\nid='p'\ndisplay_name='P'\nregion='eu'\n",
+            r"test.toml lake: missing required value \(a table\)",
+        ),
         ("[lake]\nroot = 'x'\n", r"test.toml partners: missing required value \(a list\)"),
-        ("[lake]\nroot = 5\n" + MINIMAL.split("[[partners]]")[1].join(["[[partners]]", ""]),
-         r"\[lake\].root: expected a string; got 5 \(int\)"),
-        (MINIMAL + "\n[[partners]]\nid = 'p1'\ndisplay_name = 'again'\nregion = 'eu'\n",
-         r"partners: partner ids must be unique; repeated: \['p1'\]"),
-        (MINIMAL + "\n[[partners]]\nid = 'p2'\nregion = 'eu'\n",
-         r"partners\[1\].display_name: missing required value \(a string\)"),
+        (
+            "[lake]\nroot = 5\n" + MINIMAL.split("[[partners]]")[1].join(["[[partners]]", ""]),
+            r"\[lake\].root: expected a string; got 5 \(int\)",
+        ),
+        (
+            MINIMAL + "\n[[partners]]\nid = 'p1'\ndisplay_name = 'again'\nregion = 'eu'\n",
+            r"partners: partner ids must be unique; repeated: \['p1'\]",
+        ),
+        (
+            MINIMAL + "\n[[partners]]\nid = 'p2'\nregion = 'eu'\n",
+            r"partners\[1\].display_name: missing required value \(a string\)",
+        ),
         ("this is = not toml =", r"test.toml: not valid TOML"),
     ],
 )
-def test_bad_config_fails_naming_file_key_and_expectation(write_conf, text: str, message: str) -> None:
+def test_bad_config_fails_naming_file_key_and_expectation(
+    write_conf, text: str, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write_conf(text))
 
@@ -79,7 +103,9 @@ def test_overrides_apply_and_are_validated_like_the_file(write_conf) -> None:
     cfg = load_config(path, ["source.max_events_per_trigger=1000", "lake.root=/data/lake"])
     assert cfg.source.max_events_per_trigger == 1000
     assert cfg.lake.root == "/data/lake"
-    with pytest.raises(ConfigError, match=r"\[source\].max_events_per_trigger \(from --set\): expected an integer"):
+    with pytest.raises(
+        ConfigError, match=r"\[source\].max_events_per_trigger \(from --set\): expected an integer"
+    ):
         load_config(path, ["source.max_events_per_trigger=lots"])
     with pytest.raises(ConfigError, match=r"\[lake\].rooot \(from --set\): unknown key"):
         load_config(path, ["lake.rooot=x"])
@@ -95,9 +121,14 @@ def test_config_is_frozen(write_conf) -> None:
 
 def test_secrets_are_read_from_the_environment_and_never_echoed(monkeypatch) -> None:
     monkeypatch.setenv("TEST_EH_CONN", "Endpoint=sb://x/;SharedAccessKey=topsecret")
-    assert resolve_secret("TEST_EH_CONN", purpose="Event Hubs connection string").endswith("topsecret")
+    assert resolve_secret("TEST_EH_CONN", purpose="Event Hubs connection string").endswith(
+        "topsecret"
+    )
     monkeypatch.delenv("TEST_EH_CONN")
-    with pytest.raises(SecretNotFoundError, match=r"environment variable TEST_EH_CONN is not set; it must hold the Event Hubs"):
+    with pytest.raises(
+        SecretNotFoundError,
+        match=r"environment variable TEST_EH_CONN is not set; it must hold the Event Hubs",
+    ):
         resolve_secret("TEST_EH_CONN", purpose="Event Hubs connection string")
 
 

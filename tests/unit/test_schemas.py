@@ -21,7 +21,11 @@ EVENT_TYPES = [
 def test_registry_knows_the_five_event_types(registry: SchemaRegistry) -> None:
     assert registry.event_types() == EVENT_TYPES
     assert {s.table for s in registry.schemas()} == {
-        "chassis_snapshot", "disengagement", "dtc", "charging_session", "infotainment_usage"
+        "chassis_snapshot",
+        "disengagement",
+        "dtc",
+        "charging_session",
+        "infotainment_usage",
     }
 
 
@@ -71,7 +75,9 @@ def test_payload_field_colliding_with_envelope_is_rejected(schema_copy) -> None:
     doc = json.loads(file.read_text())
     doc["properties"]["vin"] = {"type": "string"}
     file.write_text(json.dumps(doc))
-    with pytest.raises(SchemaRegistryError, match=r"diagnostic.dtc/v1: payload fields \['vin'\] collide"):
+    with pytest.raises(
+        SchemaRegistryError, match=r"diagnostic.dtc/v1: payload fields \['vin'\] collide"
+    ):
         SchemaRegistry.load(schema_copy)
 
 
@@ -80,7 +86,9 @@ def test_version_listed_under_the_wrong_major_is_rejected(schema_copy) -> None:
     doc = json.loads(file.read_text())
     doc["x-known-versions"] = ["1.0.0", "2.0.0"]
     file.write_text(json.dumps(doc))
-    with pytest.raises(SchemaRegistryError, match=r"versions \['2.0.0'\] do not belong to major version 1"):
+    with pytest.raises(
+        SchemaRegistryError, match=r"versions \['2.0.0'\] do not belong to major version 1"
+    ):
         SchemaRegistry.load(schema_copy)
 
 

@@ -47,7 +47,9 @@ def _rules(suite) -> set[tuple[str, str]]:
 
 def test_suites_cover_every_rule_of_the_json_schemas(suites, registry: SchemaRegistry) -> None:
     """Required, range, enum, pattern and length rules in schemas/ all have an expectation."""
-    docs = {"envelope": registry.envelope} | {s.event_type: s.json_schema for s in registry.schemas()}
+    docs = {"envelope": registry.envelope} | {
+        s.event_type: s.json_schema for s in registry.schemas()
+    }
     missing = []
     for name, doc in docs.items():
         have = _rules(suites[name])
@@ -68,7 +70,9 @@ def test_suites_cover_every_rule_of_the_json_schemas(suites, registry: SchemaReg
 
 
 def test_residency_rule_stops_the_stream(suites) -> None:
-    rule = next(r for r in suites["envelope"].rules if r.name == "envelope.origin_country.residency")
+    rule = next(
+        r for r in suites["envelope"].rules if r.name == "envelope.origin_country.residency"
+    )
     assert rule.on_failure == "fail"
 
 
@@ -86,34 +90,49 @@ def _edit(path, fn) -> None:
 
 
 def test_unknown_failure_action_is_rejected(suite_copy, cfg) -> None:
-    _edit(suite_copy / "diagnostic.dtc.json",
-          lambda d: d["expectations"][0]["meta"].update(on_failure="ignore"))
-    with pytest.raises(SuiteError, match=r"meta.on_failure: expected one of warn, quarantine, fail; got 'ignore'"):
+    _edit(
+        suite_copy / "diagnostic.dtc.json",
+        lambda d: d["expectations"][0]["meta"].update(on_failure="ignore"),
+    )
+    with pytest.raises(
+        SuiteError, match=r"meta.on_failure: expected one of warn, quarantine, fail; got 'ignore'"
+    ):
         load_suites(suite_copy, suite_parameters(cfg))
 
 
 def test_missing_reason_name_is_rejected(suite_copy, cfg) -> None:
     _edit(suite_copy / "diagnostic.dtc.json", lambda d: d["expectations"][0]["meta"].pop("name"))
-    with pytest.raises(SuiteError, match=r"diagnostic.dtc.json expectations\[0\].*meta.name is missing"):
+    with pytest.raises(
+        SuiteError, match=r"diagnostic.dtc.json expectations\[0\].*meta.name is missing"
+    ):
         load_suites(suite_copy, suite_parameters(cfg))
 
 
 def test_unknown_suite_parameter_is_rejected(suite_copy, cfg) -> None:
-    _edit(suite_copy / "diagnostic.dtc.json",
-          lambda d: d["expectations"][0]["kwargs"].update(mostly={"$PARAMETER": "nope"}))
+    _edit(
+        suite_copy / "diagnostic.dtc.json",
+        lambda d: d["expectations"][0]["kwargs"].update(mostly={"$PARAMETER": "nope"}),
+    )
     with pytest.raises(SuiteError, match=r"suite parameter 'nope' has no value"):
         load_suites(suite_copy, suite_parameters(cfg))
 
 
 def test_duplicate_reason_names_are_rejected(suite_copy, cfg) -> None:
-    _edit(suite_copy / "diagnostic.dtc.json",
-          lambda d: d["expectations"][1]["meta"].update(name=d["expectations"][0]["meta"]["name"]))
+    _edit(
+        suite_copy / "diagnostic.dtc.json",
+        lambda d: d["expectations"][1]["meta"].update(name=d["expectations"][0]["meta"]["name"]),
+    )
     with pytest.raises(SuiteError, match=r"expectation names must be unique"):
         load_suites(suite_copy, suite_parameters(cfg))
 
 
 def test_gx_rejects_an_unknown_expectation_type(suite_copy, cfg) -> None:
-    _edit(suite_copy / "diagnostic.dtc.json",
-          lambda d: d["expectations"][0].update(type="expect_column_values_to_be_lovely"))
-    with pytest.raises(SuiteError, match=r"diagnostic.dtc.json expectations\[0\]: Great Expectations rejected the expectation: .*lovely not found"):
+    _edit(
+        suite_copy / "diagnostic.dtc.json",
+        lambda d: d["expectations"][0].update(type="expect_column_values_to_be_lovely"),
+    )
+    with pytest.raises(
+        SuiteError,
+        match=r"diagnostic.dtc.json expectations\[0\]: Great Expectations rejected the expectation: .*lovely not found",
+    ):
         load_suites(suite_copy, suite_parameters(cfg))

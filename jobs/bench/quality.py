@@ -1,0 +1,79 @@
+"""Row-level validation cost: the one-pass GX conditions against GX's own validation.
+
+Baseline: Great Expectations validating the same micro-batch (BOOLEAN_ONLY, its cheapest result
+format, and SUMMARY, which the data quality table would otherwise need for counts). Measured: the
+one-pass ``_dq_failures`` column over the same rows, plus the counts per rule derived from it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import Config
+from jobs.quality.batch import validate_batch
+from jobs.quality.checks import INGEST_TIME, build_checks, decoded_events
+from jobs.quality.rows import FAILURES
+from jobs.quality.suites import load_suites, suite_parameters
+from jobs.schemas import SchemaRegistry
+from jobs.simulator import SimulationParams, simulate
+
+EVENT_TYPE = "vehicle.chassis_snapshot"
+
+
+def run(spark: SparkSession, cfg: Config, *, events: int, repeats: int) -> dict[str, Any]:
+    end = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    messages = simulate(
+        SimulationParams(vehicles=200, events=events, bad_rate=0.03, seed=1, end_time=end),
+        list(cfg.partners),
+    )
+    registry = SchemaRegistry.load(cfg.quality.schemas_path)
+    suites = load_suites(cfg.quality.expectations_path, suite_parameters(cfg))
+    checks = build_checks(spark, registry, suites)[EVENT_TYPE]
+    raw = spark.createDataFrame([(m.body,) for m in messages], "body binary").withColumn(
+        INGEST_TIME, F.lit(end + timedelta(seconds=30)).cast("timestamp")
+    )
+    decoded = decoded_events(raw, registry, EVENT_TYPE, max_body_bytes=cfg.quality.max_body_bytes)
+    decoded = decoded.cache()
+    rows = decoded.count()
+    validated = checks.with_derived_columns(decoded).cache()
+    validated.count()
+
+    def one_pass() -> None:
+        exploded = checks.apply(decoded).select(F.explode(FAILURES).alias("f"))
+        exploded.groupBy("f.rule").count().collect()
+
+    suites_list = list(checks.suites)
+    timings = {
+        "one_pass_rows_and_counts": _best(one_pass, repeats),
+        "gx_boolean_only": _best(lambda: validate_batch(validated, suites_list), repeats),
+        "gx_summary": _best(
+            lambda: validate_batch(validated, suites_list, result_format="SUMMARY"), repeats
+        ),
+    }
+    return {
+        "rows": rows,
+        "expectations": len(checks.checks),
+        "seconds": timings,
+        "ratios": {
+            "gx_boolean_only / one_pass": timings["gx_boolean_only"]
+            / timings["one_pass_rows_and_counts"],
+            "gx_summary / one_pass": timings["gx_summary"] / timings["one_pass_rows_and_counts"],
+        },
+    }
+
+
+def _best(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: JIT, caches, Python workers
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

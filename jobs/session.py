@@ -1,0 +1,36 @@
+"""The one place a SparkSession is built from configuration."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from pyspark.sql import SparkSession
+
+from jobs.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def spark_session(cfg: Config) -> Iterator[SparkSession]:
+    """Start (or join) a session with ``[spark]`` settings; stop it on exit if we started it."""
+    # Workers must run this interpreter, or they cannot import the project's dependencies.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    if cfg.spark.master:
+        builder = builder.master(cfg.spark.master)
+    builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+    for key, value in cfg.spark.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        yield spark
+    finally:
+        if active is None:
+            spark.stop()
