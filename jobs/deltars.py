@@ -1,0 +1,315 @@
+"""``deltars``: Delta Lake tables from Spark without the Delta JVM jars, through delta-rs.
+
+Executors write Parquet files with pyarrow (with Delta statistics); the driver commits them as
+one Delta transaction with delta-rs. Tables are ordinary Delta tables: Spark with native Delta,
+delta-rs, pandas, polars, DuckDB and Delta Sharing read them.
+
+Options (keys are case-insensitive; values are strings):
+
+=====================  ===================================================================
+``path``               table location (``.save(path)`` / ``.load(path)``): local, ``az://``,
+                       ``abfss://`` and any scheme delta-rs supports
+``txnAppId``           application id of an idempotent write (native Delta's name)
+``txnVersion``         its version: a write whose (app id, version) the table has already
+                       seen adds nothing. Streaming writes use (query id, batch id): the
+                       query id is read from the checkpoint, so it survives restarts.
+``partitionBy``        comma-separated partition columns (for a new table)
+``mergeSchema``        ``true`` to add new columns to the table; otherwise new columns fail
+``targetFileRows``     rows per data file before a writer rolls to a new file (1,000,000)
+``versionAsOf``        batch read of an older table version
+``startingVersion``    streaming read: first version to read (default 0)
+``skipChangeCommits``  streaming read: skip commits that remove data instead of failing
+``storage.<key>``      a delta-rs storage option, e.g. ``storage.azure_storage_account_name``
+=====================  ===================================================================
+
+Example::
+
+    from jobs import register_data_sources
+    register_data_sources(spark)
+    df.write.format("deltars").mode("append").option("partitionBy", "event_date").save(path)
+    spark.readStream.format("deltars").option("startingVersion", "3").load(path)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    DataSourceStreamArrowWriter,
+    DataSourceStreamReader,
+    EqualTo,
+    Filter,
+    In,
+    InputPartition,
+    WriterCommitMessage,
+)
+from pyspark.sql.types import StructType
+
+from jobs.errors import SourceOptionError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "deltars"
+_STORAGE_PREFIX = "storage."
+
+
+@dataclass(frozen=True)
+class DeltaRsOptions:
+    """The ``deltars`` options, parsed and checked in this one place."""
+
+    path: str
+    txn_app_id: str | None = None
+    txn_version: int | None = None
+    partition_by: tuple[str, ...] = ()
+    merge_schema: bool = False
+    target_file_rows: int = 1_000_000
+    version_as_of: int | None = None
+    starting_version: int = 0
+    skip_change_commits: bool = False
+    storage_options: dict[str, str] = field(default_factory=dict)
+    checkpoint_location: str | None = None
+
+    _KEYS = {
+        "checkpointlocation": "checkpoint_location",
+        "path": "path",
+        "txnappid": "txn_app_id",
+        "txnversion": "txn_version",
+        "partitionby": "partition_by",
+        "mergeschema": "merge_schema",
+        "targetfilerows": "target_file_rows",
+        "versionasof": "version_as_of",
+        "startingversion": "starting_version",
+        "skipchangecommits": "skip_change_commits",
+    }
+
+    @classmethod
+    def from_options(cls, options: Any) -> DeltaRsOptions:
+        values: dict[str, Any] = {}
+        storage: dict[str, str] = {}
+        for key, raw in dict(options).items():
+            lower = str(key).lower()
+            if lower.startswith(_STORAGE_PREFIX):
+                storage[str(key)[len(_STORAGE_PREFIX) :]] = str(raw)
+                continue
+            name = cls._KEYS.get(lower)
+            if name is None:
+                allowed = ", ".join(["path", "txnAppId", "txnVersion", "partitionBy", "mergeSchema",
+                                     "targetFileRows", "versionAsOf", "startingVersion",
+                                     "skipChangeCommits", "storage.<key>"])  # fmt: skip
+                raise SourceOptionError(f"deltars: unknown option {key!r}; allowed: {allowed}")
+            values[name] = _parse(name, key, str(raw))
+        if not values.get("path"):
+            raise SourceOptionError("deltars: a table path is required: .save(path) or .load(path)")
+        if (values.get("txn_app_id") is None) != (values.get("txn_version") is None):
+            raise SourceOptionError("deltars: txnAppId and txnVersion must be given together")
+        return cls(**values, storage_options=storage)
+
+
+def _parse(name: str, key: str, raw: str) -> Any:
+    if name in ("txn_version", "version_as_of", "starting_version", "target_file_rows"):
+        try:
+            number = int(raw)
+        except ValueError:
+            raise SourceOptionError(f"deltars: option {key} expects an integer; got {raw!r}") from None
+        if number < 0 or (name == "target_file_rows" and number == 0):
+            raise SourceOptionError(f"deltars: option {key} must be positive; got {raw!r}")
+        return number
+    if name in ("merge_schema", "skip_change_commits"):
+        if raw.lower() not in ("true", "false"):
+            raise SourceOptionError(f"deltars: option {key} expects true or false; got {raw!r}")
+        return raw.lower() == "true"
+    if name == "partition_by":
+        return tuple(c.strip() for c in raw.split(",") if c.strip())
+    return raw
+
+
+class DeltaRsDataSource(DataSource):
+    """Batch and streaming reads and writes of Delta tables through delta-rs."""
+
+    @classmethod
+    def name(cls) -> str:
+        return FORMAT
+
+    def schema(self) -> StructType:
+        from jobs import delta_commit
+
+        return delta_commit.spark_schema(DeltaRsOptions.from_options(self.options))
+
+    def writer(self, schema: StructType, overwrite: bool) -> DeltaRsWriter:
+        from jobs import delta_commit
+
+        opts = DeltaRsOptions.from_options(self.options)
+        delta_commit.check_write_schema(opts, schema)
+        return DeltaRsWriter(opts, schema, overwrite)
+
+    def streamWriter(self, schema: StructType, overwrite: bool) -> DeltaRsStreamWriter:
+        from jobs import delta_commit
+
+        opts = DeltaRsOptions.from_options(self.options)
+        if opts.txn_app_id is None:
+            opts = dataclasses.replace(opts, txn_app_id=delta_commit.query_id(opts))
+        delta_commit.check_write_schema(opts, schema)
+        return DeltaRsStreamWriter(opts, schema, overwrite)
+
+    def reader(self, schema: StructType) -> DeltaRsReader:
+        return DeltaRsReader(DeltaRsOptions.from_options(self.options), schema)
+
+    def streamReader(self, schema: StructType) -> DeltaRsStreamReader:
+        return DeltaRsStreamReader(DeltaRsOptions.from_options(self.options), schema)
+
+
+@dataclass
+class DeltaRsCommitMessage(WriterCommitMessage):
+    """What one task wrote: add actions as plain dicts."""
+
+    files: list[dict[str, Any]]
+
+
+class DeltaRsWriter(DataSourceArrowWriter):
+    """Batch writes: executors write files, the driver commits them once."""
+
+    def __init__(self, opts: DeltaRsOptions, schema: StructType, overwrite: bool) -> None:
+        self.opts, self.spark_schema, self.overwrite = opts, schema, overwrite
+
+    def write(self, iterator: Iterator[Any]) -> DeltaRsCommitMessage:
+        from jobs.delta_files import write_data_files
+
+        files = write_data_files(
+            iterator,
+            root=self.opts.path,
+            storage_options=self.opts.storage_options,
+            partition_by=self.opts.partition_by,
+            target_file_rows=self.opts.target_file_rows,
+        )
+        return DeltaRsCommitMessage(files)
+
+    def commit(self, messages: list[WriterCommitMessage | None]) -> None:
+        from jobs import delta_commit
+
+        delta_commit.commit_files(
+            self.opts, self.spark_schema, _files(messages), overwrite=self.overwrite,
+            txn=(self.opts.txn_app_id, self.opts.txn_version),
+        )  # fmt: skip
+
+    def abort(self, messages: list[WriterCommitMessage | None]) -> None:
+        from jobs.delta_files import delete_files
+
+        delete_files(self.opts.path, self.opts.storage_options, [f["path"] for f in _files(messages)])
+
+
+class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
+    """Streaming writes: one Delta version per micro-batch, idempotent by (txnAppId, batch id)."""
+
+    def __init__(self, opts: DeltaRsOptions, schema: StructType, overwrite: bool) -> None:
+        self.opts, self.spark_schema, self.overwrite = opts, schema, overwrite
+
+    def write(self, iterator: Iterator[Any]) -> DeltaRsCommitMessage:
+        return DeltaRsWriter.write(self, iterator)  # type: ignore[arg-type]
+
+    def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
+        from jobs import delta_commit
+
+        delta_commit.commit_files(
+            self.opts, self.spark_schema, _files(messages), overwrite=self.overwrite,
+            txn=(self.opts.txn_app_id, batchId),
+        )  # fmt: skip
+
+    def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
+        DeltaRsWriter.abort(self, messages)  # type: ignore[arg-type]
+
+
+def _files(messages: Sequence[WriterCommitMessage | None]) -> list[dict[str, Any]]:
+    return [f for m in messages if isinstance(m, DeltaRsCommitMessage) for f in m.files]
+
+
+@dataclass(frozen=True)
+class DeltaRsFiles(InputPartition):
+    """Data files one task reads."""
+
+    files: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
+
+
+class DeltaRsReader(DataSourceReader):
+    """Batch reads of one table version; equality filters on partition columns prune files."""
+
+    def __init__(self, opts: DeltaRsOptions, schema: StructType) -> None:
+        self.opts, self.spark_schema = opts, schema
+        self.partition_filters: list[tuple[str, set[str]]] = []
+
+    def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
+        # Pruning only: every filter is handed back, so Spark still applies it row by row.
+        for f in filters:
+            if isinstance(f, EqualTo) and len(f.attribute) == 1:
+                self.partition_filters.append((f.attribute[0], {str(f.value)}))
+            elif isinstance(f, In) and len(f.attribute) == 1:
+                self.partition_filters.append((f.attribute[0], {str(v) for v in f.value}))
+            yield f
+
+    def partitions(self) -> Sequence[InputPartition]:
+        from jobs import delta_commit
+
+        files = delta_commit.snapshot_files(self.opts, self.opts.version_as_of)
+        kept = [
+            (path, values)
+            for path, values in files
+            if all(col not in values or values[col] in allowed for col, allowed in self.partition_filters)
+        ]
+        logger.debug("deltars read: %d of %d files after pruning", len(kept), len(files))
+        return _group(kept)
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        return _read_files(self.opts, self.spark_schema, partition)
+
+
+class DeltaRsStreamReader(DataSourceStreamReader):
+    """Streaming reads of an append-only table; offsets are table versions."""
+
+    def __init__(self, opts: DeltaRsOptions, schema: StructType) -> None:
+        self.opts, self.spark_schema = opts, schema
+
+    def initialOffset(self) -> dict[str, int]:
+        return {"version": self.opts.starting_version - 1}
+
+    def latestOffset(self) -> dict[str, int]:
+        from jobs import delta_commit
+
+        return {"version": delta_commit.latest_version(self.opts)}
+
+    def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
+        from jobs import delta_commit
+
+        files = delta_commit.added_files(self.opts, start["version"] + 1, end["version"])
+        return _group(files)
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        return _read_files(self.opts, self.spark_schema, partition)
+
+    def commit(self, end: dict[str, int]) -> None:
+        pass
+
+
+def _group(files: list[tuple[str, dict[str, str | None]]]) -> list[InputPartition]:
+    slots = max(1, min(len(files), 2 * (os.cpu_count() or 2)))
+    groups: list[list[tuple[str, tuple[tuple[str, str | None], ...]]]] = [[] for _ in range(slots)]
+    for i, (path, values) in enumerate(files):
+        groups[i % slots].append((path, tuple(sorted(values.items()))))
+    return [DeltaRsFiles(tuple(g)) for g in groups if g]
+
+
+def _read_files(opts: DeltaRsOptions, schema: StructType, partition: InputPartition) -> Iterator[Any]:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from jobs.delta_files import read_data_file
+
+    arrow_schema = to_arrow_schema(schema)
+    assert isinstance(partition, DeltaRsFiles)
+    for path, values in partition.files:
+        yield from read_data_file(opts.path, opts.storage_options, path, dict(values), arrow_schema)
