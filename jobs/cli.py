@@ -92,6 +92,25 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--eventhub", default=None, help="Event Hub name (default: [source].eventhub)")
     sim.set_defaults(handler=_simulate)
 
+    maintain = commands.add_parser(
+        "maintain",
+        help="compact small files, vacuum old files and write checkpoints for every table",
+        description="For every table ([lake].tables, or every Delta table under a local "
+        "[lake].root): compact small files, vacuum files removed longer ago than the retention, "
+        "and write a checkpoint.",
+    )
+    _conf_args(maintain)
+    maintain.add_argument(
+        "--dry-run", action="store_true", help="only report what vacuum would delete"
+    )
+    maintain.add_argument(
+        "--retention-hours",
+        type=int,
+        default=None,
+        help="override [lake].vacuum_retention_hours (below 168 disables the safety check)",
+    )
+    maintain.set_defaults(handler=_maintain)
+
     bench = commands.add_parser(
         "bench",
         help="run the benchmarks and print ratios against baselines measured in the same run",
@@ -131,6 +150,15 @@ def _utc_time(text: str) -> datetime:
             f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}"
         ) from None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from jobs import maintain
+
+    cfg = load_config(args.conf, args.overrides)
+    results = maintain.run(cfg, dry_run=args.dry_run, retention_hours=args.retention_hours)
+    print(json.dumps([r.as_dict() for r in results], indent=2))
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -67,6 +67,19 @@ class LakeConfig:
     table_format: TableFormat = "auto"
     checkpoint_root: str | None = None
     storage_options_env: str | None = None
+    tables: tuple[str, ...] = ()
+    vacuum_retention_hours: int = 168
+    target_file_mb: int = 128
+
+    def __post_init__(self) -> None:
+        if self.vacuum_retention_hours < 0:
+            raise ValueError(
+                f"vacuum_retention_hours: expected 0 or more; got {self.vacuum_retention_hours}"
+            )
+        if self.target_file_mb <= 0:
+            raise ValueError(
+                f"target_file_mb: expected a positive integer; got {self.target_file_mb}"
+            )
 
     @property
     def checkpoints(self) -> str:

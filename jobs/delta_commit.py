@@ -4,7 +4,7 @@ transactions, snapshots and the commit log. Everything here goes through delta-r
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
@@ -101,18 +101,24 @@ def commit_files(
     if table is not None and app_id is not None and version is not None:
         seen = table.transaction_version(app_id)
         if seen is not None and seen >= version:
-            logger.info("deltars: %s already has txn (%s, %s); skipping", opts.path, app_id, version)
+            logger.info(
+                "deltars: %s already has txn (%s, %s); skipping", opts.path, app_id, version
+            )
             delete_files(opts.path, opts.storage_options, [f["path"] for f in files])
             return
     adds = [
-        AddAction(f["path"], f["size"], f["partition_values"], f["modification_time"], True, f["stats"])
+        AddAction(
+            f["path"], f["size"], f["partition_values"], f["modification_time"], True, f["stats"]
+        )
         for f in files
     ]
     properties = CommitProperties(
-        app_transactions=[Transaction(app_id, version)] if app_id is not None else None,
+        app_transactions=[Transaction(app_id, version)]
+        if app_id is not None and version is not None
+        else None,
         max_commit_retries=20,
     )
-    mode = "overwrite" if overwrite else "append"
+    mode: Literal["append", "overwrite"] = "overwrite" if overwrite else "append"
     delta_schema = Schema.from_arrow(to_arrow_schema(schema))
     try:
         if table is None:
@@ -144,7 +150,9 @@ def commit_files(
         raise
 
 
-def snapshot_files(opts: DeltaRsOptions, version: int | None) -> list[tuple[str, dict[str, str | None]]]:
+def snapshot_files(
+    opts: DeltaRsOptions, version: int | None
+) -> list[tuple[str, dict[str, str | None]]]:
     """(path, partition values as strings) of every data file of a table version."""
     import pyarrow as pa
 
@@ -194,18 +202,29 @@ def latest_version(opts: DeltaRsOptions) -> int:
     return -1 if table is None else int(table.version())
 
 
-def added_files(opts: DeltaRsOptions, first: int, last: int) -> list[tuple[str, dict[str, str | None]]]:
+def added_files(
+    opts: DeltaRsOptions, first: int, last: int
+) -> list[tuple[str, dict[str, str | None]]]:
     """Files added by commits ``first..last`` (inclusive) of an append-only table."""
     from jobs.delta_files import read_commit
 
     out: list[tuple[str, dict[str, str | None]]] = []
     for version in range(max(first, 0), last + 1):
         actions = read_commit(opts.path, opts.storage_options, version)
-        removes = [a["remove"] for a in actions if "remove" in a and a["remove"].get("dataChange", True)]
+        removes = [
+            a["remove"] for a in actions if "remove" in a and a["remove"].get("dataChange", True)
+        ]
         if removes:
-            operation = next((a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), "?")
+            operation = next(
+                (a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), "?"
+            )
             if opts.skip_change_commits:
-                logger.warning("deltars: skipping version %d of %s (%s removes data)", version, opts.path, operation)
+                logger.warning(
+                    "deltars: skipping version %d of %s (%s removes data)",
+                    version,
+                    opts.path,
+                    operation,
+                )
                 continue
             raise SourceOptionError(
                 f"deltars: version {version} of {opts.path} removes data ({operation}); a stream "

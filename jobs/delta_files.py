@@ -8,6 +8,7 @@ directory name and the add action's ``partitionValues``; statistics give ``numRe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -213,10 +214,8 @@ def delete_files(root: str, storage_options: dict[str, str], paths: list[str]) -
     """Best-effort removal of data files that will never be committed."""
     fs, base = filesystem(root, storage_options)
     for path in paths:
-        try:
+        with contextlib.suppress(OSError):
             fs.delete_file(join(base, path))
-        except (OSError, FileNotFoundError):
-            pass
 
 
 def read_data_file(

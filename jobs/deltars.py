@@ -118,7 +118,9 @@ def _parse(name: str, key: str, raw: str) -> Any:
         try:
             number = int(raw)
         except ValueError:
-            raise SourceOptionError(f"deltars: option {key} expects an integer; got {raw!r}") from None
+            raise SourceOptionError(
+                f"deltars: option {key} expects an integer; got {raw!r}"
+            ) from None
         if number < 0 or (name == "target_file_rows" and number == 0):
             raise SourceOptionError(f"deltars: option {key} must be positive; got {raw!r}")
         return number
@@ -202,7 +204,9 @@ class DeltaRsWriter(DataSourceArrowWriter):
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
         from jobs.delta_files import delete_files
 
-        delete_files(self.opts.path, self.opts.storage_options, [f["path"] for f in _files(messages)])
+        delete_files(
+            self.opts.path, self.opts.storage_options, [f["path"] for f in _files(messages)]
+        )
 
 
 class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
@@ -260,7 +264,10 @@ class DeltaRsReader(DataSourceReader):
         kept = [
             (path, values)
             for path, values in files
-            if all(col not in values or values[col] in allowed for col, allowed in self.partition_filters)
+            if all(
+                col not in values or values[col] in allowed
+                for col, allowed in self.partition_filters
+            )
         ]
         logger.debug("deltars read: %d of %d files after pruning", len(kept), len(files))
         return _group(kept)
@@ -304,7 +311,9 @@ def _group(files: list[tuple[str, dict[str, str | None]]]) -> list[InputPartitio
     return [DeltaRsFiles(tuple(g)) for g in groups if g]
 
 
-def _read_files(opts: DeltaRsOptions, schema: StructType, partition: InputPartition) -> Iterator[Any]:
+def _read_files(
+    opts: DeltaRsOptions, schema: StructType, partition: InputPartition
+) -> Iterator[Any]:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from jobs.delta_files import read_data_file

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import register_data_sources
 from jobs.config import PROJECT_ROOT, Config, load_config
 from jobs.schemas import SchemaRegistry
 from jobs.simulator import Message, SimulationParams, simulate
@@ -14,6 +15,7 @@ from jobs.simulator import Message, SimulationParams, simulate
 # Spark's Python workers must run the interpreter that runs the tests.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 LOCAL_CONF = PROJECT_ROOT / "conf" / "local.toml"
 SIM_END = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
@@ -47,9 +49,11 @@ def spark():
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    register_data_sources(session)
     yield session
     session.stop()
 

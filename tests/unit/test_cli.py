@@ -81,3 +81,20 @@ def test_bad_simulator_arguments_exit_2(tmp_path) -> None:
     result = _jobs("simulate", "--partners", "9", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--partners: expected 1..5" in result.stderr
+
+
+def test_maintain_exits_cleanly_every_time(tmp_path) -> None:
+    """Delta work in a CLI process must end with the command's own exit code (see __main__)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    for k in range(4):
+        write_deltalake(
+            str(tmp_path / "silver" / "t"), pa.table({"id": [k, k + 10]}), mode="append"
+        )
+    for _ in range(3):
+        result = _jobs("maintain", "--set", f"lake.root={tmp_path}", "--retention-hours", "0")
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout)
+        assert [r["table"] for r in report] == ["silver/t"]
+    assert report[0]["files_after"] == 1

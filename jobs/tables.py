@@ -1,0 +1,153 @@
+"""The one facade the jobs use for every table: native Delta where its jars are on the classpath,
+the ``deltars`` source otherwise, with the same options for both.
+
+``[lake] table_format`` picks: ``auto`` (detect), ``delta`` (native; fails fast if the jars are
+missing) or ``deltars``. Callers name tables (``bronze``, ``silver/chassis_snapshot``); the facade
+turns names into paths under ``[lake] root``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
+
+from jobs.config import Config
+from jobs.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["delta", "deltars"]
+WriteMode = Literal["append", "overwrite"]
+_DELTA_CLASS = "io.delta.tables.DeltaTable"
+
+
+def delta_jars_available(spark: SparkSession) -> bool:
+    """True when the native Delta classes can be loaded by the session's JVM."""
+    try:
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        jvm.java.lang.Class.forName(
+            _DELTA_CLASS, False, jvm.Thread.currentThread().getContextClassLoader()
+        )
+        return True
+    except Exception:  # py4j raises Py4JJavaError for ClassNotFoundException; Connect has no _jvm
+        return False
+
+
+def resolve_format(spark: SparkSession, cfg: Config) -> Format:
+    choice = cfg.lake.table_format
+    if choice == "deltars":
+        return "deltars"
+    available = delta_jars_available(spark)
+    if choice == "delta" and not available:
+        raise ConfigError(
+            f"{cfg.path} [lake].table_format: 'delta' needs the Delta Lake jars on the classpath "
+            f"(Databricks has them; spark-submit --packages io.delta:delta-spark_2.13:4.0.0); "
+            f"use 'auto' or 'deltars' to write through delta-rs instead"
+        )
+    return "delta" if available else "deltars"
+
+
+def table_path(cfg: Config, name: str) -> str:
+    return f"{cfg.lake.root.rstrip('/')}/{name}"
+
+
+def storage_options(cfg: Config) -> dict[str, str]:
+    """delta-rs storage options from the JSON in ``[lake] storage_options_env`` (a secret)."""
+    if not cfg.lake.storage_options_env:
+        return {}
+    raw = os.environ.get(cfg.lake.storage_options_env)
+    if not raw:
+        raise ConfigError(
+            f"environment variable {cfg.lake.storage_options_env} ([lake].storage_options_env) is "
+            f"not set; it must hold the delta-rs storage options as a JSON object"
+        )
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{cfg.lake.storage_options_env} does not hold a JSON object") from None
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def _options(fmt: Format, cfg: Config, extra: dict[str, Any]) -> dict[str, str]:
+    options = {k: str(v) for k, v in extra.items() if v is not None}
+    if fmt == "deltars":
+        options.update({f"storage.{k}": v for k, v in storage_options(cfg).items()})
+    return options
+
+
+def write_table(
+    df: DataFrame,
+    cfg: Config,
+    name: str,
+    *,
+    mode: WriteMode = "append",
+    partition_by: tuple[str, ...] = (),
+    txn: tuple[str, int] | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Batch write; with ``txn`` = (app id, version) a repeated write adds nothing."""
+    fmt = resolve_format(df.sparkSession, cfg)
+    writer = df.write.format(fmt).mode(mode)
+    extra: dict[str, Any] = {"mergeSchema": "true" if merge_schema else None}
+    if txn is not None:
+        extra.update(txnAppId=txn[0], txnVersion=txn[1])
+    if partition_by:
+        if fmt == "delta":
+            writer = writer.partitionBy(*partition_by)
+        else:
+            extra["partitionBy"] = ",".join(partition_by)
+    writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
+
+
+def read_table(
+    spark: SparkSession, cfg: Config, name: str, *, version: int | None = None
+) -> DataFrame:
+    fmt = resolve_format(spark, cfg)
+    options = _options(fmt, cfg, {"versionAsOf": version})
+    return spark.read.format(fmt).options(**options).load(table_path(cfg, name))
+
+
+def read_stream(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    *,
+    starting_version: int | None = None,
+    skip_change_commits: bool = False,
+) -> DataFrame:
+    fmt = resolve_format(spark, cfg)
+    extra = {
+        "startingVersion": starting_version,
+        "skipChangeCommits": "true" if skip_change_commits else None,
+    }
+    reader: DataStreamReader = spark.readStream.format(fmt).options(**_options(fmt, cfg, extra))
+    return reader.load(table_path(cfg, name))
+
+
+def write_stream(
+    df: DataFrame,
+    cfg: Config,
+    name: str,
+    *,
+    checkpoint: str,
+    partition_by: tuple[str, ...] = (),
+    merge_schema: bool = False,
+) -> DataStreamWriter:
+    """A streaming writer, not yet started: one idempotent commit per micro-batch."""
+    fmt = resolve_format(df.sparkSession, cfg)
+    extra: dict[str, Any] = {
+        "checkpointLocation": checkpoint,
+        "mergeSchema": "true" if merge_schema else None,
+    }
+    writer = df.writeStream.format(fmt).outputMode("append")
+    if partition_by:
+        if fmt == "delta":
+            writer = writer.partitionBy(*partition_by)
+        else:
+            extra["partitionBy"] = ",".join(partition_by)
+    return writer.options(**_options(fmt, cfg, extra)).option("path", table_path(cfg, name))
