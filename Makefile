@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help venv test test-fast lint format run bench clean
+.PHONY: help venv azurite test test-fast lint format run bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its dev extra
 
+# Azurite (Azure Storage emulator, npm) for the Azure-path tests; skipped with a warning without npm.
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@3.37.0; \
+	else echo "warning: npm not found: the Azurite tests will be skipped"; fi
+
+azurite: $(AZURITE) ## install Azurite (npm) for the Azure storage tests
+
 lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check jobs tests
 	$(BIN)/ruff format --check jobs tests
@@ -31,7 +40,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests
 	$(BIN)/ruff format jobs tests
 
-test: $(STAMP) lint ## lint, then the whole test suite
+test: $(STAMP) $(AZURITE) lint ## lint, then the whole test suite
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## the tests that need no Spark and no services

@@ -124,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--repeats", type=int, default=3, help="timed repeats per measurement (default 3)"
     )
+    bench.add_argument("--write-rows", type=int, default=3_000_000,
+                       help="rows for the Delta write benchmark (default 3000000)")  # fmt: skip
+    bench.add_argument("--only", choices=["quality", "delta_write"], action="append",
+                       help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -162,12 +166,23 @@ def _maintain(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from jobs.bench import quality
+    from jobs import register_data_sources
+    from jobs.bench import delta_write, quality
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
+    only = set(args.only or ["quality", "delta_write"])
+    report = {}
     with spark_session(cfg) as spark:
-        report = {"quality": quality.run(spark, cfg, events=args.events, repeats=args.repeats)}
+        register_data_sources(spark)
+        if "delta_write" in only:
+            logger.info("bench delta_write: %s rows", f"{args.write_rows:,}")
+            report["delta_write"] = delta_write.run(
+                spark, rows=args.write_rows, repeats=args.repeats
+            )
+        if "quality" in only:
+            logger.info("bench quality: %s simulated events", f"{args.events:,}")
+            report["quality"] = quality.run(spark, cfg, events=args.events, repeats=args.repeats)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -47,6 +47,9 @@ def join(root: str, relative: str) -> str:
     return f"{root}/{relative}" if root else relative
 
 
+ROW_GROUP_ROWS = 128 * 1024
+
+
 @dataclass
 class _OpenFile:
     relative_path: str
@@ -54,6 +57,25 @@ class _OpenFile:
     writer: pq.ParquetWriter
     rows: int = 0
     stats: _Stats = field(default_factory=lambda: _Stats())
+    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pending_rows: int = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        # Spark hands over 10k-row Arrow batches; one row group per batch would make slow,
+        # poorly compressed files, so batches are gathered into row groups of ~128k rows.
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        self.rows += batch.num_rows
+        self.stats.add(batch)
+        if self.pending_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(
+                pa.Table.from_batches(self.pending), row_group_size=self.pending_rows
+            )
+            self.pending, self.pending_rows = [], 0
 
 
 class _Stats:
@@ -152,9 +174,7 @@ def write_data_files(
             current = open_files.get(key)
             if current is None:
                 current = open_files[key] = _open(fs, base, part.schema, partition_by, key)
-            current.writer.write_batch(part)
-            current.stats.add(part)
-            current.rows += part.num_rows
+            current.write(part)
             if current.rows >= target_file_rows:
                 done.append(_close(fs, base, open_files.pop(key)))
     done.extend(_close(fs, base, f) for f in open_files.values())
@@ -199,6 +219,7 @@ def _open(
 
 
 def _close(fs: pafs.FileSystem, base: str, f: _OpenFile) -> dict[str, Any]:
+    f.flush()
     f.writer.close()
     size = fs.get_file_info(join(base, f.relative_path)).size
     return {

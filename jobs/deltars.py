@@ -148,8 +148,7 @@ class DeltaRsDataSource(DataSource):
     def writer(self, schema: StructType, overwrite: bool) -> DeltaRsWriter:
         from jobs import delta_commit
 
-        opts = DeltaRsOptions.from_options(self.options)
-        delta_commit.check_write_schema(opts, schema)
+        opts = delta_commit.check_write_schema(DeltaRsOptions.from_options(self.options), schema)
         return DeltaRsWriter(opts, schema, overwrite)
 
     def streamWriter(self, schema: StructType, overwrite: bool) -> DeltaRsStreamWriter:
@@ -158,7 +157,7 @@ class DeltaRsDataSource(DataSource):
         opts = DeltaRsOptions.from_options(self.options)
         if opts.txn_app_id is None:
             opts = dataclasses.replace(opts, txn_app_id=delta_commit.query_id(opts))
-        delta_commit.check_write_schema(opts, schema)
+        opts = delta_commit.check_write_schema(opts, schema)
         return DeltaRsStreamWriter(opts, schema, overwrite)
 
     def reader(self, schema: StructType) -> DeltaRsReader:

@@ -92,15 +92,20 @@ def write_table(
 ) -> None:
     """Batch write; with ``txn`` = (app id, version) a repeated write adds nothing."""
     fmt = resolve_format(df.sparkSession, cfg)
-    writer = df.write.format(fmt).mode(mode)
     extra: dict[str, Any] = {"mergeSchema": "true" if merge_schema else None}
     if txn is not None:
         extra.update(txnAppId=txn[0], txnVersion=txn[1])
+    if fmt == "deltars":
+        from jobs.delta_commit import write_dataframe
+        from jobs.deltars import DeltaRsOptions
+
+        extra["partitionBy"] = ",".join(partition_by) or None
+        options = {"path": table_path(cfg, name), **_options(fmt, cfg, extra)}
+        write_dataframe(df, DeltaRsOptions.from_options(options), overwrite=mode == "overwrite")
+        return
+    writer = df.write.format(fmt).mode(mode)
     if partition_by:
-        if fmt == "delta":
-            writer = writer.partitionBy(*partition_by)
-        else:
-            extra["partitionBy"] = ",".join(partition_by)
+        writer = writer.partitionBy(*partition_by)
     writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
 
 

@@ -332,3 +332,20 @@ def test_column_order_and_subset_on_read(spark, written) -> None:
     _, path = written
     got = spark.read.format("deltars").load(path).select("p", F.col("id")).where("id < 3")
     assert sorted(tuple(r) for r in got.collect()) == [("p0", 0), ("p1", 1), ("p2", 2)]
+
+
+def test_later_writes_follow_the_tables_partitioning(spark, tmp_path) -> None:
+    path = tmp_path / "t"
+    _write(_frame(spark, n=6), path, partitionBy="p")
+    _write(_frame(spark, 6, 6), path)  # no partitionBy: the table's own applies
+    adds = [a["add"] for a in _log(path) if "add" in a]
+    assert all(a["partitionValues"].get("p") in {"p0", "p1", "p2"} for a in adds)
+    assert {r.p for r in spark.read.format("deltars").load(str(path)).collect()} == {
+        "p0",
+        "p1",
+        "p2",
+    }
+    with pytest.raises(
+        PySparkException, match=r"partitioned by \['p'\]; the write asks for \['d'\]"
+    ):
+        _write(_frame(spark, 20, 2), path, partitionBy="d")
