@@ -7,15 +7,14 @@ baseline is Spark's own Parquet writer, which is what native Delta uses undernea
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.bench import median_seconds
 from jobs.delta_commit import write_dataframe
 from jobs.deltars import DeltaRsOptions
 
@@ -72,11 +71,11 @@ def run(spark: SparkSession, *, rows: int, repeats: int) -> dict[str, Any]:
             )
 
         seconds = {
-            "spark_parquet": _median(parquet, repeats),
-            "deltars": _median(deltars, repeats),
-            "deltars_facade": _median(facade, repeats),
-            "spark_parquet_partitioned": _median(parquet_partitioned, repeats),
-            "deltars_partitioned": _median(deltars_partitioned, repeats),
+            "spark_parquet": median_seconds(parquet, repeats),
+            "deltars": median_seconds(deltars, repeats),
+            "deltars_facade": median_seconds(facade, repeats),
+            "spark_parquet_partitioned": median_seconds(parquet_partitioned, repeats),
+            "deltars_partitioned": median_seconds(deltars_partitioned, repeats),
         }
     finally:
         df.unpersist()
@@ -98,13 +97,3 @@ def run(spark: SparkSession, *, rows: int, repeats: int) -> dict[str, Any]:
 def _ratio(seconds: dict[str, float], name: str) -> float:
     """Throughput of ``name`` over Spark's Parquet writer's (time ratio inverted)."""
     return round(seconds["spark_parquet"] / seconds[name], 3)
-
-
-def _median(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

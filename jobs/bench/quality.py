@@ -7,15 +7,13 @@ one-pass ``_dq_failures`` column over the same rows, plus the counts per rule de
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.bench import median_seconds
 from jobs.config import Config
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, build_checks, decoded_events
@@ -51,9 +49,9 @@ def run(spark: SparkSession, cfg: Config, *, events: int, repeats: int) -> dict[
 
     suites_list = list(checks.suites)
     timings = {
-        "one_pass_rows_and_counts": _best(one_pass, repeats),
-        "gx_boolean_only": _best(lambda: validate_batch(validated, suites_list), repeats),
-        "gx_summary": _best(
+        "one_pass_rows_and_counts": median_seconds(one_pass, repeats),
+        "gx_boolean_only": median_seconds(lambda: validate_batch(validated, suites_list), repeats),
+        "gx_summary": median_seconds(
             lambda: validate_batch(validated, suites_list, result_format="SUMMARY"), repeats
         ),
     }
@@ -67,13 +65,3 @@ def run(spark: SparkSession, cfg: Config, *, events: int, repeats: int) -> dict[
             "gx_summary / one_pass": timings["gx_summary"] / timings["one_pass_rows_and_counts"],
         },
     }
-
-
-def _best(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: JIT, caches, Python workers
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

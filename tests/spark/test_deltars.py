@@ -349,3 +349,20 @@ def test_later_writes_follow_the_tables_partitioning(spark, tmp_path) -> None:
         PySparkException, match=r"partitioned by \['p'\]; the write asks for \['d'\]"
     ):
         _write(_frame(spark, 20, 2), path, partitionBy="d")
+
+
+def test_files_of_a_failed_write_are_never_visible(spark, tmp_path) -> None:
+    path = tmp_path / "t"
+    _write(_frame(spark, n=10), path)
+
+    @F.udf("long")
+    def explode_on_150(i):
+        if i == 150:
+            raise ValueError("poison row")
+        return i
+
+    bad = _frame(spark, 100, 100).repartition(4).withColumn("id", explode_on_150("id"))
+    with pytest.raises(Exception, match="poison row"):
+        _write(bad, path)
+    assert len([a for a in _log(path) if "commitInfo" in a]) == 1
+    assert spark.read.format("deltars").load(str(path)).count() == 10
