@@ -98,3 +98,13 @@ def test_maintain_exits_cleanly_every_time(tmp_path) -> None:
         report = json.loads(result.stdout)
         assert [r["table"] for r in report] == ["silver/t"]
     assert report[0]["files_after"] == 1
+
+
+def test_every_command_the_readme_shows_exists() -> None:
+    import re
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    shown = set(re.findall(r"python -m jobs ([a-z][a-z-]+)", readme))
+    help_text = _jobs("--help").stdout
+    assert shown, "the README shows no command"
+    assert [c for c in shown if not re.search(rf"^\s+{c}\s", help_text, re.M)] == []
