@@ -152,10 +152,8 @@ def commit_files(
             partition_by=list(table.metadata().partition_columns) or None,
             commit_properties=properties,
         )
-    except Exception as exc:
-        if type(exc).__module__.startswith("deltalake") or "Delta" in type(exc).__name__:
-            raise SinkError(f"deltars: commit to {opts.path} failed: {exc}") from exc
-        raise
+    except Exception as exc:  # delta-rs raises CommitFailedError, OSError, DeltaError, ...
+        raise SinkError(f"deltars: commit to {opts.path} failed: {exc}") from exc
 
 
 def snapshot_files(

@@ -307,7 +307,8 @@ def _group(files: list[tuple[str, dict[str, str | None]]]) -> list[InputPartitio
     groups: list[list[tuple[str, tuple[tuple[str, str | None], ...]]]] = [[] for _ in range(slots)]
     for i, (path, values) in enumerate(files):
         groups[i % slots].append((path, tuple(sorted(values.items()))))
-    return [DeltaRsFiles(tuple(g)) for g in groups if g]
+    # An empty table still needs one (empty) partition: Spark plans at least one read task.
+    return [DeltaRsFiles(tuple(g)) for g in groups if g] or [DeltaRsFiles(())]
 
 
 def _read_files(
@@ -318,6 +319,6 @@ def _read_files(
     from jobs.delta_files import read_data_file
 
     arrow_schema = to_arrow_schema(schema)
-    assert isinstance(partition, DeltaRsFiles)
-    for path, values in partition.files:
+    files = partition.files if isinstance(partition, DeltaRsFiles) else ()
+    for path, values in files:
         yield from read_data_file(opts.path, opts.storage_options, path, dict(values), arrow_schema)

@@ -366,3 +366,14 @@ def test_files_of_a_failed_write_are_never_visible(spark, tmp_path) -> None:
         _write(bad, path)
     assert len([a for a in _log(path) if "commitInfo" in a]) == 1
     assert spark.read.format("deltars").load(str(path)).count() == 10
+
+
+def test_an_empty_write_creates_or_keeps_the_table(spark, tmp_path) -> None:
+    path = tmp_path / "t"
+    empty = _frame(spark, n=0)
+    _write(empty, path, txnAppId="e", txnVersion="0")
+    assert spark.read.format("deltars").load(str(path)).count() == 0
+    _write(_frame(spark, n=3), path)
+    _write(empty, path, txnAppId="e", txnVersion="1")
+    assert spark.read.format("deltars").load(str(path)).count() == 3
+    assert [a["txn"]["version"] for a in _log(path) if "txn" in a] == [0, 1]
