@@ -88,8 +88,9 @@ def run(spark: SparkSession, *, rows: int, repeats: int) -> dict[str, Any]:
                 seconds, "deltars_facade"
             ),
             "deltars data source writer / spark_parquet": _ratio(seconds, "deltars"),
-            "partitioned deltars / partitioned spark_parquet": seconds["spark_parquet_partitioned"]
-            / seconds["deltars_partitioned"],
+            "partitioned deltars / partitioned spark_parquet": round(
+                seconds["spark_parquet_partitioned"] / seconds["deltars_partitioned"], 3
+            ),
         },
     }
 
