@@ -92,6 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--eventhub", default=None, help="Event Hub name (default: [source].eventhub)")
     sim.set_defaults(handler=_simulate)
 
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local Event Hubs endpoint that the azure-eventhub SDK talks to",
+        description="Serve the hubs of an official-emulator Config.json over AMQP on 127.0.0.1. "
+        "Clients use the official emulator's connection string (printed at start-up).",
+    )
+    emulator.add_argument("--config", default="conf/eventhubs-emulator.json",
+                          help="official emulator Config.json (default conf/eventhubs-emulator.json)")  # fmt: skip
+    emulator.add_argument(
+        "--data-dir", default=None, help="keep events in files here (default: memory only)"
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=5672, help="port (default 5672)")
+    emulator.set_defaults(handler=_emulator)
+
     maintain = commands.add_parser(
         "maintain",
         help="compact small files, vacuum old files and write checkpoints for every table",
@@ -154,6 +169,32 @@ def _utc_time(text: str) -> datetime:
             f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}"
         ) from None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from jobs.emulator.server import Emulator
+
+    async def serve() -> None:
+        server = await Emulator(args.config, args.data_dir).serve(args.host, args.port)
+        port = server.sockets[0].getsockname()[1]
+        print(
+            f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+            f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await stop.wait()
+        logger.info("emulator stopped")
+
+    asyncio.run(serve())
+    return 0
 
 
 def _maintain(args: argparse.Namespace) -> int:
