@@ -14,7 +14,6 @@ from jobs.quality.suites import Suite
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
-_counter = 0
 
 
 ResultFormat = Literal["BOOLEAN_ONLY", "SUMMARY"]
@@ -44,16 +43,19 @@ def gx_context() -> Any:
     return context
 
 
+@functools.cache
+def _batch_definition() -> Any:
+    # One asset and one batch definition for the process: each batch is a new dataframe passed
+    # as a batch parameter, so a long-running stream does not grow the context batch by batch.
+    source = gx_context().data_sources.add_or_update_spark(name="spark")
+    asset = source.add_dataframe_asset(name="batches")
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
 def gx_batch(df: DataFrame) -> Any:
     """Wrap ``df`` as a GX batch (whole-dataframe batch definition on an ephemeral context)."""
-    global _counter
     with _lock:
-        _counter += 1
-        name = f"batch-{_counter}"
-    context = gx_context()
-    source = context.data_sources.add_or_update_spark(name="spark")
-    asset = source.add_dataframe_asset(name=name)
-    definition = asset.add_batch_definition_whole_dataframe(name)
+        definition = _batch_definition()
     return definition.get_batch(batch_parameters={"dataframe": df})
 
 
