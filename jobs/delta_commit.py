@@ -255,21 +255,12 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
 
     import pyarrow as pa
 
-    from jobs.delta_files import write_data_files
+    from jobs.deltars import write_task
 
     opts = check_write_schema(opts, df.schema)
-    root, storage, partition_by, rows = (
-        opts.path, opts.storage_options, opts.partition_by, opts.target_file_rows,
-    )  # fmt: skip
 
     def write(batches: Any) -> Any:
-        files = write_data_files(
-            batches,
-            root=root,
-            storage_options=storage,
-            partition_by=partition_by,
-            target_file_rows=rows,
-        )
+        files = write_task(opts, batches)
         yield pa.RecordBatch.from_pydict({"action": [json.dumps(f) for f in files]})
 
     actions = df.mapInArrow(write, "action string").collect()

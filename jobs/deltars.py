@@ -181,16 +181,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
         self.opts, self.spark_schema, self.overwrite = opts, schema, overwrite
 
     def write(self, iterator: Iterator[Any]) -> DeltaRsCommitMessage:
-        from jobs.delta_files import write_data_files
-
-        files = write_data_files(
-            iterator,
-            root=self.opts.path,
-            storage_options=self.opts.storage_options,
-            partition_by=self.opts.partition_by,
-            target_file_rows=self.opts.target_file_rows,
-        )
-        return DeltaRsCommitMessage(files)
+        return DeltaRsCommitMessage(write_task(self.opts, iterator))
 
     def commit(self, messages: list[WriterCommitMessage | None]) -> None:
         from jobs import delta_commit
@@ -201,11 +192,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
         )  # fmt: skip
 
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
-        from jobs.delta_files import delete_files
-
-        delete_files(
-            self.opts.path, self.opts.storage_options, [f["path"] for f in _files(messages)]
-        )
+        _abort(self.opts, messages)
 
 
 class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
@@ -215,7 +202,7 @@ class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
         self.opts, self.spark_schema, self.overwrite = opts, schema, overwrite
 
     def write(self, iterator: Iterator[Any]) -> DeltaRsCommitMessage:
-        return DeltaRsWriter.write(self, iterator)  # type: ignore[arg-type]
+        return DeltaRsCommitMessage(write_task(self.opts, iterator))
 
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         from jobs import delta_commit
@@ -226,7 +213,26 @@ class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
         )  # fmt: skip
 
     def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
-        DeltaRsWriter.abort(self, messages)  # type: ignore[arg-type]
+        _abort(self.opts, messages)
+
+
+def write_task(opts: DeltaRsOptions, batches: Iterator[Any]) -> list[dict[str, Any]]:
+    """One task's work on an executor: write its Arrow batches as data files, return add actions."""
+    from jobs.delta_files import write_data_files
+
+    return write_data_files(
+        batches,
+        root=opts.path,
+        storage_options=opts.storage_options,
+        partition_by=opts.partition_by,
+        target_file_rows=opts.target_file_rows,
+    )
+
+
+def _abort(opts: DeltaRsOptions, messages: Sequence[WriterCommitMessage | None]) -> None:
+    from jobs.delta_files import delete_files
+
+    delete_files(opts.path, opts.storage_options, [f["path"] for f in _files(messages)])
 
 
 def _files(messages: Sequence[WriterCommitMessage | None]) -> list[dict[str, Any]]:
