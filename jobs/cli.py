@@ -104,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="keep events in files here (default: memory only)"
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    emulator.add_argument("--port", type=int, default=5672, help="port (default 5672)")
+    emulator.add_argument(
+        "--port", type=int, default=5672, help="port (default 5672; 0 picks a free one)"
+    )
+    emulator.add_argument("--fsync", choices=["always", "never"], default="always",
+                          help="always: sync each stored delivery to disk before acknowledging it "
+                          "(default); never: leave it to the OS (faster, loses the tail on power loss)")  # fmt: skip
     emulator.set_defaults(handler=_emulator)
 
     maintain = commands.add_parser(
@@ -178,7 +183,8 @@ def _emulator(args: argparse.Namespace) -> int:
     from jobs.emulator.server import Emulator
 
     async def serve() -> None:
-        server = await Emulator(args.config, args.data_dir).serve(args.host, args.port)
+        emulator = Emulator(args.config, args.data_dir, fsync=args.fsync)
+        server = await emulator.serve(args.host, args.port)
         port = server.sockets[0].getsockname()[1]
         print(
             f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
@@ -191,6 +197,7 @@ def _emulator(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with server:
             await stop.wait()
+        emulator.close()
         logger.info("emulator stopped")
 
     asyncio.run(serve())

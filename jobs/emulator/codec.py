@@ -17,7 +17,7 @@ from azure.eventhub._pyamqp._encode import encode_frame, encode_payload
 from azure.eventhub._pyamqp.endpoints import Source, Target
 from azure.eventhub._pyamqp.error import AMQPError
 from azure.eventhub._pyamqp.message import Message, Properties
-from azure.eventhub._pyamqp.outcomes import Accepted
+from azure.eventhub._pyamqp.outcomes import Accepted, Rejected
 from azure.eventhub._pyamqp.types import TYPE, VALUE, AMQPTypes
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Accepted",
     "Message",
     "Properties",
+    "Rejected",
     "Source",
     "Target",
     "decode_payload",

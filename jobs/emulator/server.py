@@ -6,13 +6,14 @@ import asyncio
 import logging
 import re
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from jobs.emulator import codec
 from jobs.emulator.codec import frames
-from jobs.emulator.store import Hub, load_config
+from jobs.emulator.store import FsyncPolicy, Hub, Partition, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +42,72 @@ class Link:
     pump: asyncio.Task[None] | None = None
     partial: bytearray | None = None
     partial_format: int = 0
+    group: str | None = None
+    epoch: int | None = None
+    metrics: bool = False
+    connection: Connection | None = None
 
 
 class Emulator:
     """All hubs of one namespace, served on one port."""
 
-    def __init__(self, config: str | Path, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, config: str | Path, data_dir: str | Path | None = None, fsync: FsyncPolicy = "always"
+    ) -> None:
         directory = Path(data_dir) if data_dir else None
         self.hubs = {
-            e["name"]: Hub(e["name"], e["partitions"], e["consumer_groups"], directory)
+            e["name"]: Hub(e["name"], e["partitions"], e["consumer_groups"], directory,
+                           retention_ms=e["retention_ms"], max_bytes=e["max_bytes"], fsync=fsync)
             for e in load_config(config)
-        }
+        }  # fmt: skip
+        # receivers per (hub, consumer group, partition), for epochs
+        self.receivers: dict[tuple[str, str, str], list[Link]] = {}
+        self._retention: asyncio.Task[None] | None = None
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
+        self._retention = asyncio.ensure_future(self._expire_forever())
         return await asyncio.start_server(self._connection, host, port)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            for hub in self.hubs.values():
+                hub.expire()
+
+    def close(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+        for hub in self.hubs.values():
+            hub.close()
+
+    def claim(self, link: Link) -> Any:
+        """Epochs: a higher (or equal) epoch steals the partition from the others; a lower one or
+        one without an epoch next to an epoch receiver is refused (``amqp:link:stolen``)."""
+        assert link.hub is not None and link.group is not None and link.partition is not None
+        key = (link.hub.name, link.group, link.partition)
+        others = self.receivers.setdefault(key, [])
+        if any(o.epoch is not None for o in others):
+            highest = max(o.epoch for o in others if o.epoch is not None)
+            if link.epoch is None or link.epoch < highest:
+                return _stolen(
+                    f"Receiver with epoch '{link.epoch}' cannot be created: a receiver with a "
+                    f"higher epoch '{highest}' already exists on partition {link.partition} of "
+                    f"consumer group '{link.group}'."
+                )
+        if link.epoch is not None:
+            for other in list(others):
+                if other.connection is not None:
+                    other.connection.steal(other, f"New receiver with higher epoch of "
+                                           f"'{link.epoch}' is created hence current receiver "
+                                           f"with epoch '{other.epoch}' is getting disconnected.")  # fmt: skip
+        others.append(link)
+        return None
+
+    def release(self, link: Link) -> None:
+        if link.hub is not None and link.group is not None and link.partition is not None:
+            others = self.receivers.get((link.hub.name, link.group, link.partition), [])
+            if link in others:
+                others.remove(link)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
@@ -85,7 +138,17 @@ class Connection:
         for link in self.links.values():
             if link.pump is not None:
                 link.pump.cancel()
+            self.emulator.release(link)
         self.writer.close()
+
+    def steal(self, link: Link, description: str) -> None:
+        if link.pump is not None:
+            link.pump.cancel()
+        self.links.pop((link.channel, link.handle), None)
+        self.emulator.release(link)
+        self.send(link.channel, frames.DetachFrame(
+            handle=link.handle, closed=True, error=_stolen(description)
+        ))  # fmt: skip
 
     async def _frame(self) -> tuple[int, int | None, list[Any] | None]:
         size = struct.unpack(">I", await self.reader.readexactly(4))[0]
@@ -147,6 +210,8 @@ class Connection:
             link = self.links.pop((ch, f[0]), None)
             if link is not None and link.pump is not None:
                 link.pump.cancel()
+            if link is not None:
+                self.emulator.release(link)
             self.send(ch, frames.DetachFrame(handle=f[0], closed=True, error=None))
         elif code == _END:
             self.send(ch, frames.EndFrame(error=None))
@@ -161,9 +226,16 @@ class Connection:
         source_address = _text(source[0]) if source else None
         target_address = _text(target[0]) if target else None
         filters = source[7] if source and len(source) > 7 else None
-        link = Link(ch, handle, client_is_receiver, source_address, target_address)
+        link = Link(ch, handle, client_is_receiver, source_address, target_address, connection=self)
         error = None
         if client_is_receiver and source_address and "/partitions/" in source_address.lower():
+            properties = (f[13] if len(f) > 13 else None) or {}
+            epoch = properties.get(b"com.microsoft:epoch")
+            link.epoch = int(epoch) if epoch is not None else None
+            capabilities = (f[12] if len(f) > 12 else None) or []
+            if not isinstance(capabilities, list | tuple):
+                capabilities = [capabilities]
+            link.metrics = b"com.microsoft:enable-receiver-runtime-metric" in capabilities
             error = self._bind_receiver(link, source_address, filters)
         elif not client_is_receiver and target_address and not target_address.startswith("$"):
             error = self._bind_sender(link, target_address)
@@ -221,9 +293,9 @@ class Connection:
             return self._not_found(f"The consumer group '{rest[2]}' of {hub.name} does not exist.")
         if partition not in hub.partitions:
             return self._not_found(f"Partition {partition} of {hub.name} does not exist.")
-        link.hub, link.partition = hub, partition
-        link.position = _start(hub.partitions[partition].events, filters)
-        return None
+        link.hub, link.partition, link.group = hub, partition, group
+        link.position = _start(hub.partitions[partition], filters)
+        return self.emulator.claim(link)
 
     async def _transfer(self, ch: int, f: list[Any]) -> None:
         link = self.links.get((ch, f[0]))
@@ -236,6 +308,15 @@ class Connection:
             return
         data, fmt = bytes(link.partial), link.partial_format
         link.partial = None
+        if len(data) > MAX_MESSAGE:
+            self.send(ch, frames.DispositionFrame(
+                role=True, first=f[1], last=f[1], settled=True, batchable=None,
+                state=codec.Rejected(error=codec.AMQPError(
+                    condition=b"amqp:link:message-size-exceeded", info=None,
+                    description=f"The message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE} bytes.",
+                )),
+            ))  # fmt: skip
+            return
         message = codec.decode_payload(memoryview(data))
         if link.target in ("$cbs", "$management"):
             await self._management(link, message)
@@ -255,6 +336,7 @@ class Connection:
             if fmt == codec.BATCH_FORMAT
             else [message]
         )
+        items: dict[str, list[tuple[bytes, bytes | None, dict[Any, Any] | None]]] = {}
         for event in inner:
             key = (event.message_annotations or {}).get(b"x-opt-partition-key", outer)
             if link.partition is not None:
@@ -266,7 +348,9 @@ class Connection:
                 hub.round_robin += 1
             body = b"".join(bytes(d) for d in (event.data or []))
             key_bytes = key if isinstance(key, bytes) or key is None else str(key).encode()
-            hub.partitions[partition].append(body, key_bytes, event.application_properties)
+            items.setdefault(partition, []).append((body, key_bytes, event.application_properties))
+        for partition, batch in items.items():
+            hub.partitions[partition].append_many(batch)
 
     async def _management(self, link: Link, request: Any) -> None:
         props = request.application_properties or {}
@@ -283,10 +367,11 @@ class Connection:
                         b"partition_ids": list(hub.partitions)}  # fmt: skip
             else:
                 pid = _text(props.get(b"partition"))
-                events = hub.partitions[pid].events if pid in hub.partitions else []
-                last = events[-1] if events else None
+                part = hub.partitions.get(pid)
+                last = part.events[-1] if part is not None and part.events else None
+                begin = part.begin if part is not None else 0
                 body = {
-                    b"name": hub.name, b"partition": pid, b"begin_sequence_number": codec.long(0),
+                    b"name": hub.name, b"partition": pid, b"begin_sequence_number": codec.long(begin),
                     b"last_enqueued_sequence_number": codec.long(last.sequence if last else -1),
                     b"last_enqueued_offset": str(last.sequence) if last else "-1",
                     b"last_enqueued_time_utc": codec.timestamp(last.enqueued_ms if last else 0),
@@ -320,10 +405,11 @@ class Connection:
 
     async def _pump(self, link: Link) -> None:
         assert link.hub is not None and link.partition is not None and link.position is not None
-        events = link.hub.partitions[link.partition].events
+        partition = link.hub.partitions[link.partition]
         while True:
-            while link.credit > 0 and link.position < len(events):
-                event = events[link.position]
+            link.position = max(link.position, partition.begin)  # expired: earliest retained
+            while link.credit > 0 and link.position < partition.end:
+                event = partition.get(link.position)
                 annotations: dict[str | bytes, Any] = {
                     b"x-opt-sequence-number": codec.long(event.sequence),
                     b"x-opt-offset": str(event.sequence).encode(),
@@ -331,9 +417,20 @@ class Connection:
                 }
                 if event.partition_key is not None:
                     annotations[b"x-opt-partition-key"] = event.partition_key
+                delivery: dict[str | bytes, Any] | None = None
+                if link.metrics:
+                    last = partition.events[-1]
+                    delivery = {
+                        b"last_enqueued_sequence_number": codec.long(last.sequence),
+                        b"last_enqueued_offset": str(last.sequence).encode(),
+                        b"last_enqueued_time_utc": codec.timestamp(last.enqueued_ms),
+                        b"runtime_info_retrieval_time_utc": codec.timestamp(
+                            int(time.time() * 1000)
+                        ),
+                    }
                 message = codec.Message(
                     data=[event.body], message_annotations=annotations,
-                    application_properties=event.properties,
+                    application_properties=event.properties, delivery_annotations=delivery,
                 )  # fmt: skip
                 self._deliver(link, message)
                 link.position += 1
@@ -347,23 +444,24 @@ def _report(task: asyncio.Task[None]) -> None:
         logger.error("receiver failed", exc_info=task.exception())
 
 
-def _start(events: list[Any], filters: Any) -> int:
-    """Index of the first event a receiver gets, from its selector filter."""
+def _stolen(description: str) -> Any:
+    return codec.AMQPError(condition=b"amqp:link:stolen", description=description, info=None)
+
+
+def _start(partition: Partition, filters: Any) -> int:
+    """Sequence number of the first event a receiver gets, from its selector filter."""
     expression = ""
     for value in (filters or {}).values():
         expression = _text(value[1] if isinstance(value, list | tuple) else value) or ""
     match = _SELECTOR.search(expression)
     if not match:
-        return 0
+        return partition.begin
     kind, op, raw = match.groups()
     if raw == "@latest":
-        return len(events)
+        return partition.end
     number = int(raw)
     if kind == "enqueued-time":
-        for i, event in enumerate(events):
-            if event.enqueued_ms > number or (op == ">=" and event.enqueued_ms == number):
-                return i
-        return len(events)
+        return partition.index_of_time(number, inclusive=op == ">=")
     if number < 0:
-        return 0
-    return min(len(events), number + (1 if op == ">" else 0))
+        return partition.begin
+    return max(partition.begin, min(partition.end, number + (1 if op == ">" else 0)))

@@ -28,9 +28,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(port: int, data_dir) -> subprocess.Popen:
+def _start(port: int, data_dir, config=None) -> subprocess.Popen:
+    extra = ["--config", str(config)] if config else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "emulator", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "jobs", "emulator", "--port", str(port), "--data-dir", str(data_dir), *extra],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = proc.stdout.readline()
@@ -195,3 +196,182 @@ def test_simulator_sends_a_fleet(endpoint, tmp_path) -> None:
         )
     assert after - before == sent
     assert "SAS_KEY_VALUE" not in result.stderr
+
+
+def _config(path, partitions: int, **extra) -> str:
+    entity = {"Name": HUB, "PartitionCount": str(partitions), "ConsumerGroups": [], **extra}
+    doc = {
+        "UserConfig": {
+            "NamespaceConfig": [{"Type": "EventHub", "Name": "ns", "Entities": [entity]}]
+        }
+    }
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.fixture
+def private_endpoint(tmp_path):
+    """A fresh endpoint of this project's own, with its own configuration, per test."""
+    if os.environ.get("EVENTHUB_TEST_CONNECTION_STRING"):
+        pytest.skip("needs the project's own endpoint")
+    state: dict = {"port": _free_port(), "data_dir": tmp_path / "data", "proc": None}
+
+    def start(**config) -> None:
+        if state["proc"] is not None:
+            _stop(state["proc"])
+        conf = _config(tmp_path / "config.json", **config)
+        state["proc"] = _start(state["port"], state["data_dir"], conf)
+        state["conn"] = (f"Endpoint=sb://localhost:{state['port']};SharedAccessKeyName=RootManageSharedAccessKey;"
+                         f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")  # fmt: skip
+
+    state["start"] = start
+    yield state
+    if state["proc"] is not None:
+        _stop(state["proc"])
+
+
+def _send(endpoint, partition: str, bodies: list[str]) -> None:
+    with _producer(endpoint) as producer:
+        batch = producer.create_batch(partition_id=partition)
+        for body in bodies:
+            batch.add(EventData(body))
+        producer.send_batch(batch)
+
+
+def test_raising_the_partition_count_keeps_the_data(private_endpoint) -> None:
+    private_endpoint["start"](partitions=2)
+    _send(private_endpoint, "1", ["a", "b"])
+    private_endpoint["start"](partitions=4)
+    with _producer(private_endpoint) as producer:
+        assert producer.get_partition_ids() == ["0", "1", "2", "3"]
+    assert [e.body_as_str() for e in _receive(private_endpoint, "1", 2)] == ["a", "b"]
+
+
+def test_a_torn_tail_is_truncated_and_acknowledged_events_survive(private_endpoint) -> None:
+    private_endpoint["start"](partitions=1)
+    _send(private_endpoint, "0", ["one", "two"])
+    _stop(private_endpoint["proc"])
+    private_endpoint["proc"] = None
+    segment = sorted((private_endpoint["data_dir"] / HUB / "partition-0").glob("*.log"))[-1]
+    with segment.open("ab") as f:
+        f.write(b"\x00\x00\x01\x00torn")  # half a record, as a crash mid-write leaves it
+    private_endpoint["start"](partitions=1)
+    _send(private_endpoint, "0", ["three"])
+    got = _receive(private_endpoint, "0", 3)
+    assert [e.body_as_str() for e in got] == ["one", "two", "three"]
+    assert [e.sequence_number for e in got] == [0, 1, 2]
+
+
+def test_retention_removes_old_events_and_expired_positions_start_at_the_earliest(
+    private_endpoint,
+) -> None:
+    private_endpoint["start"](partitions=1, RetentionTimeInHours=2 / 3600)  # two seconds
+    _send(private_endpoint, "0", ["old-1", "old-2"])
+    time.sleep(3.5)
+    _send(private_endpoint, "0", ["new"])
+    with _producer(private_endpoint) as producer:
+        props = producer.get_partition_properties("0")
+    assert props["beginning_sequence_number"] == 2 and props["last_enqueued_sequence_number"] == 2
+    got = _receive(private_endpoint, "0", 1, starting_position=0, inclusive=True)
+    assert [(e.sequence_number, e.body_as_str()) for e in got] == [(2, "new")]
+
+
+def test_a_higher_epoch_steals_the_partition(private_endpoint) -> None:
+    private_endpoint["start"](partitions=1)
+    _send(private_endpoint, "0", ["x"])
+    errors: list = []
+    first = EventHubConsumerClient.from_connection_string(
+        private_endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
+    )
+    worker = threading.Thread(target=first.receive, daemon=True, kwargs={
+        "on_event": lambda ctx, e: None, "partition_id": "0", "owner_level": 1,
+        "on_error": lambda ctx, err: errors.append(err),
+    })  # fmt: skip
+    worker.start()
+    time.sleep(2)
+    got = _receive_with_owner(private_endpoint, owner_level=2)
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.close()
+    assert [e.body_as_str() for e in got] == ["x"]
+    assert errors and "epoch" in str(errors[0]).lower(), errors
+
+
+def _receive_with_owner(endpoint, owner_level: int) -> list:
+    consumer = EventHubConsumerClient.from_connection_string(
+        endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
+    )
+    got: list = []
+    worker = threading.Thread(target=consumer.receive, daemon=True, kwargs={
+        "on_event": lambda ctx, e: got.append(e), "partition_id": "0", "owner_level": owner_level,
+        "starting_position": "-1",
+    })  # fmt: skip
+    worker.start()
+    deadline = time.monotonic() + 15
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.1)
+    consumer.close()
+    return got
+
+
+def test_runtime_metrics_when_the_receiver_asks(endpoint) -> None:
+    _send(endpoint, "3", ["m1", "m2"])
+    consumer = EventHubConsumerClient.from_connection_string(
+        endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
+    )
+    seen: list = []
+
+    def on_event(ctx, event) -> None:
+        seen.append(ctx.last_enqueued_event_properties)
+
+    worker = threading.Thread(target=consumer.receive, daemon=True, kwargs={
+        "on_event": on_event, "partition_id": "3", "starting_position": "-1",
+        "track_last_enqueued_event_properties": True,
+    })  # fmt: skip
+    worker.start()
+    deadline = time.monotonic() + 15
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    consumer.close()
+    with _producer(endpoint) as producer:
+        last = producer.get_partition_properties("3")["last_enqueued_sequence_number"]
+    assert seen and seen[-1]["sequence_number"] == last
+
+
+def test_asyncio_sdk_sends_and_receives(endpoint) -> None:
+    import asyncio
+
+    from azure.eventhub.aio import EventHubConsumerClient as AsyncConsumer
+    from azure.eventhub.aio import EventHubProducerClient as AsyncProducer
+
+    async def scenario() -> list[str]:
+        producer = AsyncProducer.from_connection_string(endpoint["conn"], eventhub_name=HUB)
+        async with producer:
+            before = (await producer.get_partition_properties("2"))["last_enqueued_sequence_number"]
+            batch = await producer.create_batch(partition_key="async-key")
+            for i in range(5):
+                batch.add(EventData(f"async-{i}"))
+            await producer.send_batch(batch)
+            await producer.send_event(EventData("async-single"), partition_id="2")
+        got: list[str] = []
+        consumer = AsyncConsumer.from_connection_string(
+            endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
+        )
+
+        async def on_event(ctx, event) -> None:
+            got.append(event.body_as_str())
+
+        task = asyncio.ensure_future(consumer.receive(
+            on_event=on_event, partition_id="2", starting_position=before, starting_position_inclusive=False,
+        ))  # fmt: skip
+        for _ in range(150):
+            if "async-single" in got:
+                break
+            await asyncio.sleep(0.1)
+        await consumer.close()
+        task.cancel()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got[-1] == "async-single"
