@@ -41,6 +41,14 @@ class SourceOptionError(JobsError):
     exit_code = 2
 
 
+class SourceError(JobsError):
+    """Reading from the event source failed (unreachable, refused, or timed out)."""
+
+
+class DataLossError(SourceError):
+    """Events were removed by retention before the query read them (``failOnDataLoss=true``)."""
+
+
 class SinkError(JobsError):
     """Raised when a table write cannot be committed."""
 

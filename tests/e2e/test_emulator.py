@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,45 +17,18 @@ import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 
 from jobs.config import PROJECT_ROOT
+from jobs.emulator.process import EmulatorProcess
 
 HUB = os.environ.get("EVENTHUB_TEST_NAME", "vehicle-events")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(port: int, data_dir, config=None) -> subprocess.Popen:
-    extra = ["--config", str(config)] if config else []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "emulator", "--port", str(port), "--data-dir", str(data_dir), *extra],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    line = proc.stdout.readline()
-    assert line.startswith("Endpoint=sb://localhost:"), proc.stderr.read()
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    assert proc.wait(20) == 0, "clean shutdown on SIGTERM"
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
     if os.environ.get("EVENTHUB_TEST_CONNECTION_STRING"):
-        yield {"conn": os.environ["EVENTHUB_TEST_CONNECTION_STRING"], "proc": None}
+        yield {"conn": os.environ["EVENTHUB_TEST_CONNECTION_STRING"], "emu": None}
         return
-    port, data_dir = _free_port(), tmp_path_factory.mktemp("eh-data")
-    proc = _start(port, data_dir)
-    conn = (f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
-            f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")  # fmt: skip
-    state = {"conn": conn, "proc": proc, "port": port, "data_dir": data_dir}
-    yield state
-    if state["proc"] is not None:
-        _stop(state["proc"])
+    with EmulatorProcess(tmp_path_factory.mktemp("eh-data")) as emu:
+        yield {"conn": emu.connection_string, "emu": emu}
 
 
 def _producer(endpoint):
@@ -164,13 +136,13 @@ def test_unknown_consumer_group_is_refused(endpoint) -> None:
 
 
 def test_restart_keeps_the_data(endpoint) -> None:
-    if endpoint["proc"] is None:
+    if endpoint["emu"] is None:
         pytest.skip("only for the project's own endpoint")
     with _producer(endpoint) as producer:
         producer.send_event(EventData("before restart"), partition_id="0")
         count = producer.get_partition_properties("0")["last_enqueued_sequence_number"] + 1
-    _stop(endpoint["proc"])
-    endpoint["proc"] = _start(endpoint["port"], endpoint["data_dir"])
+    assert endpoint["emu"].stop() == 0, "clean shutdown on SIGTERM"
+    endpoint["emu"].start()
     got = _receive(endpoint, "0", count)
     assert got[-1].body_as_str() == "before restart" and len(got) == count
 
@@ -214,20 +186,21 @@ def private_endpoint(tmp_path):
     """A fresh endpoint of this project's own, with its own configuration, per test."""
     if os.environ.get("EVENTHUB_TEST_CONNECTION_STRING"):
         pytest.skip("needs the project's own endpoint")
-    state: dict = {"port": _free_port(), "data_dir": tmp_path / "data", "proc": None}
+    state: dict = {"emu": None, "data_dir": tmp_path / "data"}
 
     def start(**config) -> None:
-        if state["proc"] is not None:
-            _stop(state["proc"])
+        port = 0
+        if state["emu"] is not None:
+            port = state["emu"].port
+            assert state["emu"].stop() == 0
         conf = _config(tmp_path / "config.json", **config)
-        state["proc"] = _start(state["port"], state["data_dir"], conf)
-        state["conn"] = (f"Endpoint=sb://localhost:{state['port']};SharedAccessKeyName=RootManageSharedAccessKey;"
-                         f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")  # fmt: skip
+        state["emu"] = EmulatorProcess(state["data_dir"], config=conf, port=port).start()
+        state["conn"] = state["emu"].connection_string
 
     state["start"] = start
     yield state
-    if state["proc"] is not None:
-        _stop(state["proc"])
+    if state["emu"] is not None:
+        state["emu"].stop()
 
 
 def _send(endpoint, partition: str, bodies: list[str]) -> None:
@@ -250,8 +223,7 @@ def test_raising_the_partition_count_keeps_the_data(private_endpoint) -> None:
 def test_a_torn_tail_is_truncated_and_acknowledged_events_survive(private_endpoint) -> None:
     private_endpoint["start"](partitions=1)
     _send(private_endpoint, "0", ["one", "two"])
-    _stop(private_endpoint["proc"])
-    private_endpoint["proc"] = None
+    private_endpoint["emu"].stop()
     segment = sorted((private_endpoint["data_dir"] / HUB / "partition-0").glob("*.log"))[-1]
     with segment.open("ab") as f:
         f.write(b"\x00\x00\x01\x00torn")  # half a record, as a crash mid-write leaves it
