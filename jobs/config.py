@@ -48,14 +48,28 @@ class SourceConfig:
     kind: SourceKind = "eventhubs"
     eventhub: str = "vehicle-events"
     consumer_group: str = "$Default"
-    connection_string_env: str = "EVENTHUB_CONNECTION_STRING"
+    connection_string_env: str | None = "EVENTHUB_CONNECTION_STRING"
+    namespace: str | None = None  # <ns>.servicebus.windows.net: Azure AD instead of a key
     starting_position: str = "earliest"
     max_events_per_trigger: int = 50_000
+    fail_on_data_loss: bool = True
+    receive_timeout_s: int = 60
+    trigger_interval_s: float = 1.0
+    options: dict[str, str] = field(default_factory=dict)  # passed to the source as they are
 
     def __post_init__(self) -> None:
         if self.max_events_per_trigger <= 0:
             raise ValueError(
                 f"max_events_per_trigger: expected a positive integer; got {self.max_events_per_trigger}"
+            )
+        if not self.connection_string_env and not self.namespace:
+            raise ValueError(
+                "connection_string_env: give the variable that holds the connection string, or "
+                "namespace to sign in with Azure AD"
+            )
+        if self.trigger_interval_s < 0:
+            raise ValueError(
+                f"trigger_interval_s: expected 0 or more; got {self.trigger_interval_s}"
             )
 
 

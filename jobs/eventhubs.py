@@ -221,6 +221,10 @@ _ALIASES = {
 _OPTION_NAMES = ("connectionString", "fullyQualifiedNamespace", "eventHubName", "consumerGroup",
                  "startingPosition", "startingPositions", "endingPositions", "maxEventsPerTrigger",
                  "maxEventsPerTask", "receiveTimeout", "prefetch", "failOnDataLoss")  # fmt: skip
+_SCALA_NAMES = ("eventhubs.connectionString", "eventhubs.name", "eventhubs.consumerGroup",
+                "eventhubs.startingPosition", "eventhubs.startingPositions", "eventhubs.endingPositions",
+                "eventhubs.receiverTimeout", "eventhubs.prefetchCount")  # fmt: skip
+_DISPLAY = {name.lower(): name for name in (*_OPTION_NAMES, *_SCALA_NAMES)}
 # Scala connector keys that change nothing here, accepted so an ehConf works unchanged.
 _IGNORED = {"eventhubs.operationtimeout", "eventhubs.maxratepertrigger", "eventhubs.threadpoolsize",
             "eventhubs.useexclusivereceiver", "eventhubs.useaadauth", "maxeventsperpartition",
@@ -258,7 +262,7 @@ class EventHubsOptions:
                     f"eventhubs: unknown option {key!r}; allowed: {', '.join(_OPTION_NAMES)} "
                     "(and the Scala connector's eventhubs.* keys)"
                 )
-            values[name] = _parse_option(name, str(key), raw)
+            values[name] = _parse_option(name, _DISPLAY.get(lower, str(key)), raw)
         conn = values.get("connection_string")
         if not conn and not values.get("namespace"):
             raise SourceOptionError(
@@ -435,6 +439,10 @@ def allot(start: Mapping[str, int], latest: Mapping[str, int], limit: int | None
     if limit is None or total <= limit:
         return dict(latest)
     share = {p: min(b, max(1, limit * b // total)) if b else 0 for p, b in backlog.items()}
+    while sum(share.values()) > limit:  # the floor of one event each overshot: trim the largest
+        largest = max(share, key=lambda p: share[p])
+        excess = sum(share.values()) - limit
+        share[largest] -= min(excess, share[largest] - 1) if share[largest] > 1 else 1
     spare = limit - sum(share.values())
     for p in sorted(backlog, key=lambda p: backlog[p] - share[p], reverse=True):
         if spare <= 0:
@@ -603,6 +611,7 @@ class EventHubsDataSource(DataSource):
         return FORMAT
 
     def schema(self) -> StructType:
+        EventHubsOptions.from_options(self.options)  # bad options fail when the query is defined
         return SCHEMA
 
     def reader(self, schema: StructType) -> DataSourceReader:
@@ -641,8 +650,8 @@ class EventHubsBatchReader(DataSourceReader):
         return split(start, end, self.options)
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        assert isinstance(partition, Range)
-        return read_range(partition)
+        # with nothing to read Spark still runs one task, with a placeholder partition
+        return read_range(partition) if isinstance(partition, Range) else iter(())
 
 
 class EventHubsStreamReader(DataSourceStreamReader):
@@ -702,8 +711,8 @@ class EventHubsStreamReader(DataSourceStreamReader):
         return split(start["partitions"], end["partitions"], self.options)
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        assert isinstance(partition, Range)
-        return read_range(partition)
+        # with nothing to read Spark still runs one task, with a placeholder partition
+        return read_range(partition) if isinstance(partition, Range) else iter(())
 
     def commit(self, end: dict[str, Any]) -> None:
         pass  # offsets live in Spark's checkpoint; nothing to acknowledge to Event Hubs
@@ -738,10 +747,9 @@ def kafka_options(
     On Databricks the Kafka client is shaded (``kafkashaded.``). The connection string is the
     SASL password; Spark redacts option values that look like secrets from plans and logs."""
     parts = parse_connection_string(connection_string)
-    host = re.sub(r"^sb://", "", parts["endpoint"]).strip("/")
     emulator = parts.get("usedevelopmentemulator", "").lower() == "true"
-    if ":" not in host:
-        host += ":9092" if emulator else ":9093"
+    host = re.sub(r"^sb://", "", parts["endpoint"]).strip("/").split(":")[0]
+    host += ":9092" if emulator else ":9093"  # the official emulator's Kafka port; Azure's
     module = "org.apache.kafka.common.security.plain.PlainLoginModule"
     if databricks:
         module = "kafkashaded." + module

@@ -140,7 +140,11 @@ class Partition:
                 with path.open("r+b") as f:
                     f.truncate(valid)
             if not events:
-                path.unlink()
+                if i < len(files) - 1:
+                    path.unlink()
+                    continue
+                self.begin = self.end if self.events else int(path.stem)  # an emptied partition
+                self.segments.append(int(path.stem))
                 continue
             if not self.events:
                 self.begin = events[0].sequence
@@ -166,9 +170,17 @@ class Partition:
             return 0
         del self.events[:cut]
         self.begin += cut
+        if self.directory is None:
+            return cut
         # whole segments only: a segment goes once the next one starts at or before `begin`
-        while len(self.segments) > 1 and self.segments[1] <= self.begin and self.directory:
+        while len(self.segments) > 1 and self.segments[1] <= self.begin:
             (self.directory / f"{self.segments.pop(0):020d}.log").unlink(missing_ok=True)
+        if not self.events:  # all expired: an empty segment named `begin` keeps the numbering
+            self.close()
+            for first in self.segments:
+                (self.directory / f"{first:020d}.log").unlink(missing_ok=True)
+            self.segments = [self.begin]
+            self._out, self._out_bytes = (self.directory / f"{self.begin:020d}.log").open("ab"), 0
         return cut
 
     def index_of_time(self, ms: int, inclusive: bool) -> int:
