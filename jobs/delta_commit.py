@@ -183,23 +183,27 @@ def _partition_string(value: Any) -> str:
 
 def query_id(opts: DeltaRsOptions) -> str:
     """The streaming query's stable id, from ``<checkpointLocation>/metadata`` (Spark's own file)."""
-    import json
-
-    from jobs.delta_files import filesystem, join
-
     if not opts.checkpoint_location:
         raise SourceOptionError(
             "deltars: a streaming write needs a checkpointLocation (its query id makes each "
             "micro-batch idempotent) or an explicit txnAppId"
         )
-    fs, base = filesystem(opts.checkpoint_location, opts.storage_options)
+    return checkpoint_query_id(opts.checkpoint_location, opts.storage_options)
+
+
+def checkpoint_query_id(location: str, storage_options: dict[str, str]) -> str:
+    """``spark-query-<id>`` from a streaming checkpoint's ``metadata`` file."""
+    import json
+
+    from jobs.delta_files import filesystem, join
+
+    fs, base = filesystem(location, storage_options)
     try:
         with fs.open_input_stream(join(base, "metadata")) as stream:
             return "spark-query-" + str(json.loads(stream.read().decode("utf-8"))["id"])
     except (OSError, KeyError, ValueError) as exc:
         raise SourceOptionError(
-            f"deltars: cannot read the query id from {opts.checkpoint_location}/metadata ({exc}); "
-            f"pass txnAppId explicitly"
+            f"cannot read the query id from {location}/metadata ({exc}); pass txnAppId explicitly"
         ) from None
 
 

@@ -109,6 +109,16 @@ def write_table(
     writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
 
 
+def table_exists(spark: SparkSession, cfg: Config, name: str) -> bool:
+    path = table_path(cfg, name)
+    if resolve_format(spark, cfg) == "delta":
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        return bool(jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, path))  # type: ignore[attr-defined]
+    from deltalake import DeltaTable
+
+    return bool(DeltaTable.is_deltatable(path, storage_options(cfg) or None))
+
+
 def read_table(
     spark: SparkSession, cfg: Config, name: str, *, version: int | None = None
 ) -> DataFrame:

@@ -1,0 +1,426 @@
+"""The ingest job: events from the configured source to bronze, silver, quarantine and quality
+tables, one idempotent commit per table per micro-batch.
+
+Per micro-batch (``Ingest.process``):
+
+1. **decode** the envelope of every body (``jobs.decode``);
+2. **residency**: events from mainland China are dropped here and counted by reason, before
+   anything is written;
+3. **bronze**: every other event, raw body and source position, partitioned by ingest date;
+4. **deduplicate** on ``event_id`` within the batch and against the event ids of earlier
+   batches (``_state/event_ids``) within ``[quality] dedup_window_hours`` of event time;
+5. **validate**: the suites' row checks in one pass per event type; ``quarantine`` failures and
+   decode errors go to quarantine, ``warn`` failures stay in silver flagged, a ``fail`` stops the
+   query naming the rule and the batch; GX validates each type's batch and its verdict is stored
+   with the one-pass counts in ``dq_results``;
+6. **write** silver (one table per event type, by event date), quarantine, the event id state,
+   the quality results and the batch's accounting (``ingest_batches``).
+
+Every write carries (query id, batch id) as its Delta transaction, so a batch that is re-run after
+a crash adds nothing twice. A re-run batch ignores its own event ids in the dedup state.
+Accounting holds per batch and is checked before the batch commits:
+received = bronze + residency-dropped, bronze = silver + quarantined + duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from jobs import tables
+from jobs.config import Config
+from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, decode_envelope, decode_payload
+from jobs.errors import QualityGateError, SinkError
+from jobs.quality.batch import validate_batch
+from jobs.quality.checks import INGEST_TIME, EventTypeChecks
+from jobs.quality.rows import ACTION, FAILURES
+from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
+from jobs.schemas import SchemaRegistry
+
+logger = logging.getLogger(__name__)
+
+BRONZE, QUARANTINE, DQ, BATCHES, EVENT_IDS = (
+    "bronze", "quarantine", "dq_results", "ingest_batches", "_state/event_ids",
+)  # fmt: skip
+SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
+_RESIDENCY = "_residency"
+_FAILURE = "struct<rule:string,column:string,observed:string,on_failure:string>"
+
+
+def silver_table(table: str) -> str:
+    return f"silver/{table}"
+
+
+@dataclass
+class BatchStats:
+    """What one micro-batch did; the accounting identities are checked on it."""
+
+    query_id: str
+    batch_id: int
+    received: int = 0
+    residency_dropped: dict[str, int] = field(default_factory=dict)
+    bronze: int = 0
+    duplicates: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    silver: dict[str, int] = field(default_factory=dict)
+    warned: int = 0
+    seconds: float = 0.0
+    validation_seconds: float = 0.0
+    max_enqueued: datetime | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def check(self) -> None:
+        dropped, quarantined = sum(self.residency_dropped.values()), sum(self.quarantined.values())
+        silver = sum(self.silver.values())
+        if (
+            self.received != self.bronze + dropped
+            or self.bronze != silver + quarantined + self.duplicates
+        ):
+            raise SinkError(
+                f"batch {self.batch_id}: accounting does not hold: received {self.received}, "
+                f"residency-dropped {dropped}, bronze {self.bronze}, silver {silver}, "
+                f"quarantined {quarantined}, duplicates {self.duplicates}; nothing was committed"
+            )
+
+
+def residency_reason(df: DataFrame, blocked: Iterable[str], boundary: Boundary) -> Column:
+    """``residency.origin_country`` / ``residency.coordinates`` for events that must be dropped."""
+    lat = F.get_json_object(F.col(PAYLOAD), "$.lat").cast("double")
+    lon = F.get_json_object(F.col(PAYLOAD), "$.lon").cast("double")
+    in_china = _inside(boundary)(lat, lon)
+    return F.when(
+        F.upper(F.col("origin_country")).isin(list(blocked)), F.lit(RESIDENCY_ORIGIN)
+    ).when(F.coalesce(in_china, F.lit(False)), F.lit(RESIDENCY_COORDINATES))
+
+
+def _inside(boundary: Boundary) -> Any:
+    """A vectorised point-in-polygon test (a pandas UDF) for the packaged outline."""
+    import numpy as np
+    import pandas as pd
+
+    rings = [np.asarray(r, dtype="float64") for r in boundary.rings]
+    box = (boundary.min_lat, boundary.max_lat, boundary.min_lon, boundary.max_lon)
+
+    @F.pandas_udf("boolean")  # type: ignore[call-overload]
+    def inside(lat: pd.Series, lon: pd.Series) -> pd.Series:
+        y, x = (
+            lat.to_numpy(dtype="float64", na_value=np.nan),
+            lon.to_numpy(dtype="float64", na_value=np.nan),
+        )
+        hit = np.zeros(len(y), dtype=bool)
+        near = (y >= box[0]) & (y <= box[1]) & (x >= box[2]) & (x <= box[3])
+        if near.any():
+            yy, xx = y[near], x[near]
+            odd = np.zeros(len(yy), dtype=bool)
+            for ring in rings:
+                xi, yi = ring[:, 0], ring[:, 1]
+                xj, yj = np.roll(xi, 1), np.roll(yi, 1)
+                for a, b, c, d in zip(xi, yi, xj, yj, strict=True):
+                    crosses = ((b > yy) != (d > yy)) & (
+                        xx < (c - a) * (yy - b) / ((d - b) or 1e-300) + a
+                    )
+                    odd ^= crosses
+            hit[near] = odd
+        return pd.Series(hit)
+
+    return inside
+
+
+class Ingest:
+    """Processes micro-batches; built once per query (suites and checks are compiled up front)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: Config,
+        registry: SchemaRegistry,
+        checks: dict[str, EventTypeChecks],
+        boundary: Boundary,
+        *,
+        gx: bool = True,
+    ) -> None:
+        self.spark, self.cfg, self.registry, self.checks = spark, cfg, registry, checks
+        self.boundary, self.gx = boundary, gx
+        self.history: list[BatchStats] = []
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
+        stats = BatchStats(query_id, batch_id)
+        txn = (query_id, batch_id)
+        events = (
+            df.withColumn(INGEST_TIME, F.col("enqueuedTime"))
+            .withColumn("batch_id", F.lit(batch_id).cast("long"))
+            .withColumn("query_id", F.lit(query_id))
+        )
+        decoded = decode_envelope(
+            events, self.registry, max_body_bytes=self.cfg.quality.max_body_bytes
+        )
+        decoded = decoded.withColumn(
+            _RESIDENCY,
+            residency_reason(decoded, self.cfg.residency.blocked_countries, self.boundary),
+        ).persist()
+        try:
+            counts = (
+                decoded.groupBy(_RESIDENCY)
+                .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"))
+                .collect()
+            )
+            stats.received = sum(r.n for r in counts)
+            stats.residency_dropped = {r[_RESIDENCY]: r.n for r in counts if r[_RESIDENCY]}
+            stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
+            kept = decoded.where(F.col(_RESIDENCY).isNull()).drop(_RESIDENCY)
+            stats.bronze = stats.received - sum(stats.residency_dropped.values())
+            if stats.received:
+                self._process_kept(kept, stats, txn)
+            stats.seconds = time.monotonic() - stats.started
+            stats.check()
+            self._write(self._batch_row(stats), BATCHES, txn)
+        finally:
+            decoded.unpersist()
+        self.history.append(stats)
+        return stats
+
+    def _process_kept(self, kept: DataFrame, stats: BatchStats, txn: tuple[str, int]) -> None:
+        ids = self._classify_duplicates(kept, stats.batch_id)
+        kept = (
+            kept.join(ids, on=["partition", "sequenceNumber"], how="left")
+            .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+            .persist()
+        )
+        typed: dict[str, DataFrame] = {}
+        try:
+            stats.duplicates = kept.where("_duplicate").count()
+            fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
+            validated_at = time.monotonic()
+            typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
+            failures = self._failures_by_action(typed, stats)
+            stats.validation_seconds = time.monotonic() - validated_at
+            self._gate(failures, stats.batch_id)
+
+            self._write(self._bronze(kept), BRONZE, txn, partition_by=("ingest_date",))
+            quarantine = self._quarantine(fresh, typed)
+            for event_type, checked in typed.items():
+                table = self.registry.latest(event_type).table
+                silver = self._silver(checked)
+                self._write(silver, silver_table(table), txn, partition_by=("event_date",))
+            self._write(quarantine, QUARANTINE, txn, partition_by=("ingest_date",))
+            self._write(self._event_ids(fresh), EVENT_IDS, txn, partition_by=("event_date",))
+            validated_at = time.monotonic()
+            self._write(self._dq_rows(typed, failures, stats), DQ, txn)
+            stats.validation_seconds += time.monotonic() - validated_at
+        finally:
+            kept.unpersist()
+            for frame in typed.values():
+                frame.unpersist()
+
+    # -- deduplication --------------------------------------------------------------------------
+
+    def _classify_duplicates(self, kept: DataFrame, batch_id: int) -> DataFrame:
+        """(partition, sequenceNumber, _duplicate) for every decodable event of the batch."""
+        window_h = self.cfg.quality.dedup_window_hours
+        candidates = kept.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull())
+        first = Window.partitionBy("event_id").orderBy(
+            "enqueuedTime", "partition", "sequenceNumber"
+        )
+        ranked = candidates.select(
+            "partition", "sequenceNumber", "event_id", F.col("event_time").alias("_t"),
+            F.row_number().over(first).alias("_rank"),
+        )  # fmt: skip
+        seen = self._seen_ids(kept, batch_id, window_h)
+        if seen is None:
+            return ranked.select(
+                "partition", "sequenceNumber", (F.col("_rank") > 1).alias("_duplicate")
+            )
+        earlier = ranked.join(seen, on="event_id", how="left")
+        within = F.abs(F.unix_timestamp("_t") - F.unix_timestamp("_seen_time")) <= window_h * 3600
+        hit = F.max(
+            F.when(F.col("_seen_time").isNotNull() & F.coalesce(within, F.lit(True)), 1).otherwise(
+                0
+            )
+        )
+        flagged = earlier.groupBy("partition", "sequenceNumber", "_rank").agg(hit.alias("_hit"))
+        return flagged.select(
+            "partition",
+            "sequenceNumber",
+            ((F.col("_rank") > 1) | (F.col("_hit") == 1)).alias("_duplicate"),
+        )
+
+    def _seen_ids(self, kept: DataFrame, batch_id: int, window_h: int) -> DataFrame | None:
+        """Event ids of earlier batches whose event date can be within the window of this one's."""
+        if not tables.table_exists(self.spark, self.cfg, EVENT_IDS):
+            return None
+        days = [
+            r.d for r in kept.select(F.to_date("event_time").alias("d")).distinct().collect() if r.d
+        ]
+        pad = timedelta(days=window_h // 24 + 1)
+        dates = sorted({(d + timedelta(days=i)).isoformat() for d in days
+                        for i in range(-pad.days, pad.days + 1)})  # fmt: skip
+        state = tables.read_table(self.spark, self.cfg, EVENT_IDS)
+        # a re-run batch must not find its own ids from the attempt that crashed
+        return state.where(
+            F.col("event_date").isin(dates) & (F.col("batch_id") != batch_id)
+        ).select("event_id", F.col("event_time").alias("_seen_time"))
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def _checked(self, fresh: DataFrame, event_type: str) -> DataFrame:
+        of_type = fresh.where(F.col(DECODE_ERROR).isNull() & (F.col("event_type") == event_type))
+        return self.checks[event_type].apply(
+            decode_payload(of_type, self.registry.latest(event_type))
+        )
+
+    def _failures_by_action(self, typed: dict[str, DataFrame], stats: BatchStats) -> list[Any]:
+        """(event_type, rule, on_failure, failed) per rule that failed on some row, one job."""
+        parts = [
+            df.select(F.lit(t).alias("event_type"), F.explode(FAILURES).alias("f"))
+            for t, df in typed.items()
+        ]
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionByName(part)
+        return (
+            union.groupBy("event_type", "f.rule", "f.on_failure")
+            .agg(F.count("*").alias("failed"))
+            .collect()
+        )
+
+    def _gate(self, failures: list[Any], batch_id: int) -> None:
+        fatal = [r for r in failures if r.on_failure == "fail"]
+        if fatal:
+            named = ", ".join(f"{r.rule} ({r.failed} events of {r.event_type})" for r in fatal)
+            raise QualityGateError(
+                f"batch {batch_id}: rule(s) with on_failure=fail failed: {named}. The query "
+                "stopped before writing this batch; fix the data or the suite and restart."
+            )
+
+    # -- the rows of each table ------------------------------------------------------------------
+
+    def _bronze(self, kept: DataFrame) -> DataFrame:
+        return kept.select(
+            "body", *SOURCE_COLUMNS, "partitionKey", "properties", INGEST_TIME,
+            F.to_date(INGEST_TIME).alias("ingest_date"), "batch_id", "query_id",
+            F.col("_duplicate").alias("duplicate"),
+        )  # fmt: skip
+
+    def _silver(self, checked: DataFrame) -> DataFrame:
+        kept = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
+        return kept.drop("body", DECODE_ERROR, ACTION, "offset", "partitionKey", "properties",
+                         "systemProperties", "publisher").withColumn(
+            "event_date", F.to_date("event_time")
+        )  # fmt: skip
+
+    def _quarantine(self, fresh: DataFrame, typed: dict[str, DataFrame]) -> DataFrame:
+        envelope = [f.name for f in self.registry.envelope_spark_type().fields if f.name != PAYLOAD]
+        undecodable = fresh.where(F.col(DECODE_ERROR).isNotNull()).select(
+            "body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope, PAYLOAD, RESCUED,
+            F.array(F.struct(
+                F.col(DECODE_ERROR).alias("rule"), F.lit("body").alias("column"),
+                F.lit(None).cast("string").alias("observed"), F.lit("quarantine").alias("on_failure"),
+            )).alias("reasons"),
+        )  # fmt: skip
+        parts = [undecodable]
+        for event_type, checked in typed.items():
+            bad = checked.where(F.col(ACTION) == "quarantine")
+            payload_fields = [f.name for f in self.registry.latest(event_type).spark_type.fields]
+            payload_json = F.to_json(F.struct(*[F.col(c) for c in payload_fields]))
+            parts.append(bad.select(
+                "body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope,
+                payload_json.alias(PAYLOAD), RESCUED,
+                F.col(FAILURES).cast(f"array<{_FAILURE}>").alias("reasons"),
+            ))  # fmt: skip
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionByName(part)
+        return union.withColumns({
+            "reason": F.filter("reasons", lambda r: r["on_failure"] == "quarantine")[0]["rule"],
+            "quarantine_id": F.concat_ws(":", F.col("partition"), F.col("sequenceNumber").cast("string")),
+            "ingest_date": F.to_date(INGEST_TIME),
+        })  # fmt: skip
+
+    def _event_ids(self, fresh: DataFrame) -> DataFrame:
+        return fresh.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull()).select(
+            "event_id", "event_time", F.coalesce(F.to_date("event_time"), F.lit("1970-01-01").cast("date")).alias("event_date"),
+            "batch_id", "query_id",
+        )  # fmt: skip
+
+    def _dq_rows(
+        self, typed: dict[str, DataFrame], failures: list[Any], stats: BatchStats
+    ) -> DataFrame:
+        """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
+        counts = {(r.event_type, r.rule): int(r.failed) for r in failures}
+        sizes = {t: 0 for t in typed}
+        per_action: dict[str, int] = {}
+        rows = []
+        by_type = {
+            t: dict(zip(["n", "quarantine", "warn"], _action_counts(df), strict=True))
+            for t, df in typed.items()
+        }
+        for event_type, checked in typed.items():
+            sizes[event_type] = by_type[event_type]["n"]
+            stats.silver[event_type] = by_type[event_type]["n"] - by_type[event_type]["quarantine"]
+            stats.warned += by_type[event_type]["warn"]
+            verdicts: dict[str, bool | None] = {}
+            if self.gx and sizes[event_type]:
+                suites = list(self.checks[event_type].suites)
+                frame = self.checks[event_type].with_derived_columns(checked.drop(FAILURES, ACTION))
+                verdicts = {r.rule: r.success for r in validate_batch(frame, suites)}
+            for suite in self.checks[event_type].suites:
+                for rule in suite.rules:
+                    failed = counts.get((event_type, rule.name), 0)
+                    rows.append((
+                        stats.query_id, stats.batch_id, event_type, suite.name, rule.name, rule.on_failure,
+                        sizes[event_type], failed, verdicts.get(rule.name),
+                    ))  # fmt: skip
+                    per_action[rule.on_failure] = per_action.get(rule.on_failure, 0) + failed
+        undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
+        stats.quarantined = {"decode": undecodable} if undecodable else {}
+        for event_type in typed:
+            q = by_type[event_type]["quarantine"]
+            if q:
+                stats.quarantined[event_type] = q
+        schema = ("query_id string, batch_id long, event_type string, suite string, rule string, "
+                  "on_failure string, evaluated long, failed long, gx_success boolean")  # fmt: skip
+        out = self.spark.createDataFrame(rows, schema)
+        return out.withColumns({
+            "batch_seconds": F.lit(round(time.monotonic() - stats.started, 3)),
+            "validated_at": F.lit(datetime.now(timezone.utc)).cast("timestamp"),
+        })  # fmt: skip
+
+    def _batch_row(self, stats: BatchStats) -> DataFrame:
+        row = {k: v for k, v in asdict(stats).items() if k not in ("max_enqueued", "started")}
+        row = {
+            k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in row.items()
+        }
+        row["committed_at"] = datetime.now(timezone.utc)
+        row["max_enqueued"] = stats.max_enqueued
+        schema = ("query_id string, batch_id long, received long, residency_dropped string, bronze long, "
+                  "duplicates long, quarantined string, silver string, warned long, seconds double, "
+                  "validation_seconds double, committed_at timestamp, max_enqueued timestamp")  # fmt: skip
+        return self.spark.createDataFrame([row], schema)
+
+    def _write(
+        self, df: DataFrame, name: str, txn: tuple[str, int], partition_by: tuple[str, ...] = ()
+    ) -> None:
+        tables.write_table(
+            df, self.cfg, name, partition_by=partition_by, txn=txn, merge_schema=True
+        )
+
+
+def _action_counts(df: DataFrame) -> tuple[int, int, int]:
+    row = df.agg(
+        F.count("*").alias("n"),
+        F.sum(F.when(F.col(ACTION) == "quarantine", 1).otherwise(0)).alias("q"),
+        F.sum(F.when(F.col(ACTION) == "warn", 1).otherwise(0)).alias("w"),
+    ).first()
+    assert row is not None
+    return int(row.n), int(row.q or 0), int(row.w or 0)
