@@ -24,14 +24,18 @@ received = bronze + residency-dropped, bronze = silver + quarantined + duplicate
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -77,6 +81,15 @@ class BatchStats:
     validation_seconds: float = 0.0
     max_enqueued: datetime | None = None
     started: float = field(default_factory=time.monotonic)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.steps[name] = self.steps.get(name, 0.0) + time.monotonic() - began
 
     def check(self) -> None:
         dropped, quarantined = sum(self.residency_dropped.values()), sum(self.quarantined.values())
@@ -104,9 +117,6 @@ def residency_reason(df: DataFrame, blocked: Iterable[str], boundary: Boundary) 
 
 def _inside(boundary: Boundary) -> Any:
     """A vectorised point-in-polygon test (a pandas UDF) for the packaged outline."""
-    import numpy as np
-    import pandas as pd
-
     rings = [np.asarray(r, dtype="float64") for r in boundary.rings]
     box = (boundary.min_lat, boundary.max_lat, boundary.min_lon, boundary.max_lon)
 
@@ -170,11 +180,12 @@ class Ingest:
             residency_reason(decoded, self.cfg.residency.blocked_countries, self.boundary),
         ).persist()
         try:
-            counts = (
-                decoded.groupBy(_RESIDENCY)
-                .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"))
-                .collect()
-            )
+            with stats.step("decode+residency"):
+                counts = (
+                    decoded.groupBy(_RESIDENCY)
+                    .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"))
+                    .collect()
+                )
             stats.received = sum(r.n for r in counts)
             stats.residency_dropped = {r[_RESIDENCY]: r.n for r in counts if r[_RESIDENCY]}
             stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
@@ -184,40 +195,46 @@ class Ingest:
                 self._process_kept(kept, stats, txn)
             stats.seconds = time.monotonic() - stats.started
             stats.check()
-            self._write(self._batch_row(stats), BATCHES, txn)
+            with stats.step("write ingest_batches"):
+                self._write(self._batch_row(stats), BATCHES, txn)
         finally:
             decoded.unpersist()
+        logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
+                    ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
         self.history.append(stats)
         return stats
 
     def _process_kept(self, kept: DataFrame, stats: BatchStats, txn: tuple[str, int]) -> None:
-        ids = self._classify_duplicates(kept, stats.batch_id)
-        kept = (
-            kept.join(ids, on=["partition", "sequenceNumber"], how="left")
-            .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
-            .persist()
-        )
+        with stats.step("dedup"):
+            ids = self._classify_duplicates(kept, stats.batch_id)
+            kept = (
+                kept.join(ids, on=["partition", "sequenceNumber"], how="left")
+                .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+                .persist()
+            )
+            stats.duplicates = kept.where("_duplicate").count()
         typed: dict[str, DataFrame] = {}
         try:
-            stats.duplicates = kept.where("_duplicate").count()
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
-            validated_at = time.monotonic()
-            typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
-            failures = self._failures_by_action(typed, stats)
-            stats.validation_seconds = time.monotonic() - validated_at
+            with stats.step("validate"):
+                typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
+                failures = self._failures_by_action(typed, stats)
             self._gate(failures, stats.batch_id)
-
-            self._write(self._bronze(kept), BRONZE, txn, partition_by=("ingest_date",))
-            quarantine = self._quarantine(fresh, typed)
-            for event_type, checked in typed.items():
-                table = self.registry.latest(event_type).table
-                silver = self._silver(checked)
-                self._write(silver, silver_table(table), txn, partition_by=("event_date",))
-            self._write(quarantine, QUARANTINE, txn, partition_by=("ingest_date",))
-            self._write(self._event_ids(fresh), EVENT_IDS, txn, partition_by=("event_date",))
-            validated_at = time.monotonic()
-            self._write(self._dq_rows(typed, failures, stats), DQ, txn)
-            stats.validation_seconds += time.monotonic() - validated_at
+            with stats.step("write bronze"):
+                self._write(self._bronze(kept), BRONZE, txn, partition_by=("ingest_date",))
+            with stats.step("write silver"):
+                for event_type, checked in typed.items():
+                    table = self.registry.latest(event_type).table
+                    silver = self._silver(checked)
+                    self._write(silver, silver_table(table), txn, partition_by=("event_date",))
+            with stats.step("write quarantine"):
+                quarantine = self._quarantine(fresh, typed)
+                self._write(quarantine, QUARANTINE, txn, partition_by=("ingest_date",))
+            with stats.step("write event ids"):
+                self._write(self._event_ids(fresh), EVENT_IDS, txn, partition_by=("event_date",))
+            with stats.step("gx+dq"):
+                self._write(self._dq_rows(typed, failures, stats), DQ, txn)
+            stats.validation_seconds = stats.steps["validate"] + stats.steps["gx+dq"]
         finally:
             kept.unpersist()
             for frame in typed.values():
@@ -280,22 +297,38 @@ class Ingest:
         )
 
     def _failures_by_action(self, typed: dict[str, DataFrame], stats: BatchStats) -> list[Any]:
-        """(event_type, rule, on_failure, failed) per rule that failed on some row, one job."""
+        """Per event type: rows by action, and rows per failed rule; one Spark job for both.
+
+        Returns (event_type, rule, on_failure, failed) rows; rule null carries the action counts
+        (on_failure = the row's action, failed = rows)."""
         parts = [
-            df.select(F.lit(t).alias("event_type"), F.explode(FAILURES).alias("f"))
+            df.select(F.lit(t).alias("event_type"), ACTION,
+                      F.explode_outer(F.array_union(F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string")))).alias("rule"))
             for t, df in typed.items()
-        ]
+        ]  # fmt: skip
         union = parts[0]
         for part in parts[1:]:
             union = union.unionByName(part)
-        return (
-            union.groupBy("event_type", "f.rule", "f.on_failure")
-            .agg(F.count("*").alias("failed"))
-            .collect()
-        )
+        rows = union.groupBy("event_type", "rule", ACTION).agg(F.count("*").alias("n")).collect()
+        rules = {
+            r.name: r.on_failure
+            for c in self.checks.values()
+            for suite in c.suites
+            for r in suite.rules
+        }
+        failed: dict[tuple[str, str], int] = {}
+        Row = namedtuple("Row", "event_type rule on_failure failed")
+        out = []
+        for r in rows:
+            if r.rule is None:
+                out.append(Row(r.event_type, None, r[ACTION], int(r.n)))
+            else:
+                failed[(r.event_type, r.rule)] = failed.get((r.event_type, r.rule), 0) + int(r.n)
+        out += [Row(t, rule, rules.get(rule, "warn"), n) for (t, rule), n in failed.items()]
+        return out
 
     def _gate(self, failures: list[Any], batch_id: int) -> None:
-        fatal = [r for r in failures if r.on_failure == "fail"]
+        fatal = [r for r in failures if r.rule is not None and r.on_failure == "fail"]
         if fatal:
             named = ", ".join(f"{r.rule} ({r.failed} events of {r.event_type})" for r in fatal)
             raise QualityGateError(
@@ -357,14 +390,16 @@ class Ingest:
         self, typed: dict[str, DataFrame], failures: list[Any], stats: BatchStats
     ) -> DataFrame:
         """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
-        counts = {(r.event_type, r.rule): int(r.failed) for r in failures}
+        counts = {(r.event_type, r.rule): int(r.failed) for r in failures if r.rule is not None}
         sizes = {t: 0 for t in typed}
         per_action: dict[str, int] = {}
         rows = []
-        by_type = {
-            t: dict(zip(["n", "quarantine", "warn"], _action_counts(df), strict=True))
-            for t, df in typed.items()
-        }
+        by_type = {t: {"n": 0, "quarantine": 0, "warn": 0} for t in typed}
+        for r in failures:
+            if r.rule is None:
+                by_type[r.event_type]["n"] += r.failed
+                if r.on_failure in ("quarantine", "warn"):
+                    by_type[r.event_type][r.on_failure] += r.failed
         for event_type, checked in typed.items():
             sizes[event_type] = by_type[event_type]["n"]
             stats.silver[event_type] = by_type[event_type]["n"] - by_type[event_type]["quarantine"]
@@ -397,7 +432,9 @@ class Ingest:
         })  # fmt: skip
 
     def _batch_row(self, stats: BatchStats) -> DataFrame:
-        row = {k: v for k, v in asdict(stats).items() if k not in ("max_enqueued", "started")}
+        row = {
+            k: v for k, v in asdict(stats).items() if k not in ("max_enqueued", "started", "steps")
+        }
         row = {
             k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in row.items()
         }
@@ -414,13 +451,3 @@ class Ingest:
         tables.write_table(
             df, self.cfg, name, partition_by=partition_by, txn=txn, merge_schema=True
         )
-
-
-def _action_counts(df: DataFrame) -> tuple[int, int, int]:
-    row = df.agg(
-        F.count("*").alias("n"),
-        F.sum(F.when(F.col(ACTION) == "quarantine", 1).otherwise(0)).alias("q"),
-        F.sum(F.when(F.col(ACTION) == "warn", 1).otherwise(0)).alias("w"),
-    ).first()
-    assert row is not None
-    return int(row.n), int(row.q or 0), int(row.w or 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 import sys
 import threading
 import time
@@ -198,11 +199,15 @@ def _caught_up(committed: dict[str, int], ending: dict[str, int]) -> bool:
 
 
 def _cause(error: Any) -> str:
+    """The Python error at the bottom of a foreachBatch failure, without the JVM stack."""
     text = str(getattr(error, "desc", None) or error)
-    for marker in ("jobs.errors.", "QualityGateError: ", "SinkError: ", "SourceError: "):
-        if marker in text:
-            text = text[text.rindex(marker) + len(marker) :]
-    return text.strip().splitlines()[0] if text.strip() else repr(error)
+    python_part = text.split("\n\tat ")[0]
+    lines = [line.strip() for line in python_part.splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$", line)
+        if match:
+            return f"{match.group(1)}: {match.group(2)}"
+    return lines[-1] if lines else repr(error)
 
 
 def summary(spark: SparkSession, cfg: Config, query_id: str | None = None) -> dict[str, Any]:
