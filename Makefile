@@ -46,16 +46,12 @@ test: $(STAMP) $(AZURITE) lint ## lint, then the whole test suite
 test-fast: $(STAMP) ## the tests that need no Spark and no services
 	$(BIN)/python -m pytest -m "not spark and not slow"
 
-run: $(STAMP) ## end-to-end: local Event Hubs, simulated fleet, ingest (not built yet)
-	@echo "make run will: start the local Event Hubs endpoint (python -m jobs emulator),"
-	@echo "send a simulated fleet (python -m jobs simulate --connection-string-env ...),"
-	@echo "and run python -m jobs ingest --conf conf/local.toml --available-now."
-	@echo "The emulator and the ingest job are not built yet (issues 3-6); nothing was run."
-	@exit 1
+run: $(STAMP) ## end to end: local Event Hubs, a simulated fleet (50k events), ingest, summary
+	$(BIN)/python -m jobs run
 
 bench: $(STAMP) ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(BIN)/python -m jobs bench
 
 clean: ## remove the virtualenv, caches and local run output
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake simulated spark-warehouse metastore_db derby.log *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake .run simulated spark-warehouse metastore_db derby.log *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

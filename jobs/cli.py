@@ -126,6 +126,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="skip GX's batch verdict (the one-pass row checks still run)")  # fmt: skip
     ingest.set_defaults(handler=_ingest)
 
+    replay_cmd = commands.add_parser(
+        "replay",
+        help="re-process quarantined events (after a suite or schema fix); releases what passes",
+        description="Run unreleased quarantine rows through the same decode and validation as "
+        "ingest; rows that pass now go to silver and are recorded in quarantine_releases, once.",
+    )
+    _conf_args(replay_cmd)
+    replay_cmd.add_argument(
+        "--reason", default=None, help="only rows quarantined for this rule or decode reason"
+    )
+    replay_cmd.add_argument("--dry-run", action="store_true", help="report what would be released")
+    replay_cmd.set_defaults(handler=_replay)
+
     run = commands.add_parser(
         "run",
         help="end to end on this machine: local Event Hubs, a simulated fleet, ingest, summary",
@@ -246,6 +259,21 @@ def _ingest(args: argparse.Namespace) -> int:
         report = summary(spark, cfg, result.query_id)
     report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
     print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from jobs import register_data_sources
+    from jobs.replay import replay
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        register_data_sources(spark)
+        result = replay(spark, cfg, reason=args.reason, dry_run=args.dry_run)
+    print(json.dumps(dataclasses.asdict(result), indent=2))
     return 0
 
 

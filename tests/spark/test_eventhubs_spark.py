@@ -31,7 +31,12 @@ def test_kafka_columns_map_to_the_event_hubs_columns(spark) -> None:
     mapped = from_kafka(spark.createDataFrame(rows, KAFKA_SCHEMA))
     assert mapped.schema.simpleString() == SCHEMA.simpleString()
     first, second = mapped.orderBy("partition", ascending=False).collect()
-    assert (first.body, first.partition, first.offset, first.sequenceNumber) == (b'{"a": 1}', "2", "41", 41)
+    assert (first.body, first.partition, first.offset, first.sequenceNumber) == (
+        b'{"a": 1}',
+        "2",
+        "41",
+        41,
+    )
     assert first.partitionKey == "VIN1" and first.enqueuedTime == when
     assert first.properties == {"tag": "x", "n": "7"}
     assert first.systemProperties == {"x-opt-kafka-topic": "vehicle-events"}

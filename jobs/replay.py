@@ -1,0 +1,110 @@
+"""``python -m jobs replay``: re-process quarantined events after a suite or schema fix.
+
+Unreleased quarantine rows go through the same decode and validation as the ingest job. Rows
+that now pass are appended to their silver table and recorded in ``quarantine_releases``
+(quarantine id, event id, table, replay run, time); rows that still fail stay where they are.
+Each run is one numbered Delta transaction per table (app id ``replay``), so a run that crashed
+half-way and is started again writes nothing twice; released rows are never released again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import tables
+from jobs.config import Config
+from jobs.decode import decode_envelope
+from jobs.ingest import QUARANTINE, silver_table
+from jobs.quality.checks import INGEST_TIME
+from jobs.quality.rows import ACTION
+from jobs.run import build_ingest
+
+logger = logging.getLogger(__name__)
+
+RELEASES = "quarantine_releases"
+APP_ID = "replay"
+
+
+@dataclass
+class ReplayResult:
+    run: int
+    candidates: int = 0
+    released: dict[str, int] = field(default_factory=dict)
+    still_failing: int = 0
+    dry_run: bool = False
+
+
+def _next_run(spark: SparkSession, cfg: Config) -> int:
+    if not tables.table_exists(spark, cfg, RELEASES):
+        return 1
+    row = tables.read_table(spark, cfg, RELEASES).agg(F.max("replay_run").alias("m")).first()
+    return int(row.m or 0) + 1 if row is not None else 1
+
+
+def replay(
+    spark: SparkSession, cfg: Config, *, reason: str | None = None, dry_run: bool = False
+) -> ReplayResult:
+    run = _next_run(spark, cfg)
+    result = ReplayResult(run, dry_run=dry_run)
+    if not tables.table_exists(spark, cfg, QUARANTINE):
+        return result
+    quarantine = tables.read_table(spark, cfg, QUARANTINE)
+    if reason:
+        quarantine = quarantine.where(
+            F.array_contains(F.transform("reasons", lambda r: r["rule"]), reason)
+        )
+    if tables.table_exists(spark, cfg, RELEASES):
+        released = tables.read_table(spark, cfg, RELEASES).select("quarantine_id")
+        quarantine = quarantine.join(released, "quarantine_id", "left_anti")
+    ingest = build_ingest(spark, cfg, gx=False)
+    events = quarantine.select(
+        "quarantine_id", "body", "partition", "sequenceNumber", "offset", "enqueuedTime",
+        F.lit(None).cast("string").alias("partitionKey"),
+        F.create_map().cast("map<string,string>").alias("properties"),
+        F.col("enqueuedTime").alias(INGEST_TIME),
+        F.lit(-run).cast("long").alias("batch_id"), F.lit(f"replay-{run}").alias("query_id"),
+    ).persist()  # fmt: skip
+    try:
+        result.candidates = events.count()
+        if not result.candidates:
+            return result
+        decoded = decode_envelope(
+            events, ingest.registry, max_body_bytes=cfg.quality.max_body_bytes
+        )
+        releases: list[DataFrame] = []
+        for event_type in ingest.checks:
+            checked = ingest._checked(decoded, event_type)
+            passing = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
+            table = silver_table(ingest.registry.latest(event_type).table)
+            if tables.table_exists(spark, cfg, table):  # never a second copy of a curated event
+                curated = tables.read_table(spark, cfg, table).select("event_id")
+                passing = passing.join(curated, "event_id", "left_anti")
+            passing = passing.persist()
+            count = passing.count()
+            if count:
+                result.released[table] = count
+                if not dry_run:
+                    silver = ingest._silver(passing.drop("quarantine_id"))
+                    tables.write_table(silver, cfg, table, partition_by=("event_date",),
+                                       txn=(APP_ID, run), merge_schema=True)  # fmt: skip
+                releases.append(passing.select(
+                    "quarantine_id", "event_id", F.lit(table).alias("table"),
+                    F.lit(run).alias("replay_run"),
+                    F.lit(datetime.now(timezone.utc)).cast("timestamp").alias("released_at"),
+                ))  # fmt: skip
+        result.still_failing = result.candidates - sum(result.released.values())
+        if releases and not dry_run:
+            union = releases[0]
+            for part in releases[1:]:
+                union = union.unionByName(part)
+            tables.write_table(union, cfg, RELEASES, txn=(APP_ID, run), merge_schema=True)
+    finally:
+        events.unpersist()
+    logger.info("replay run %d: %d candidates, released %s, %d still failing%s", run,
+                result.candidates, result.released, result.still_failing, " (dry run)" if dry_run else "")  # fmt: skip
+    return result
