@@ -242,10 +242,10 @@ def test_killed_between_and_during_batches_nothing_is_lost_or_read_twice(
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     rng = random.Random(11)
-    for attempt in range(4):
+    for attempt in range(3):
         proc = subprocess.Popen([sys.executable, str(script), hub.conn, str(out), str(ckpt)],
                                 cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        if attempt < 3:
+        if attempt < 2:
             time.sleep(rng.uniform(8, 12))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
