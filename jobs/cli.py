@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--write-rows", type=int, default=3_000_000,
                        help="rows for the Delta write benchmark (default 3000000)")  # fmt: skip
-    bench.add_argument("--only", choices=["quality", "delta_write"], action="append",
+    bench.add_argument("--only", choices=["quality", "delta_write", "pipeline"], action="append",
                        help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
     return parser
@@ -298,11 +298,11 @@ def _maintain(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs import register_data_sources
-    from jobs.bench import delta_write, quality
+    from jobs.bench import delta_write, pipeline, quality
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
-    only = set(args.only or ["quality", "delta_write"])
+    only = set(args.only or ["quality", "delta_write", "pipeline"])
     report = {}
     with spark_session(cfg) as spark:
         register_data_sources(spark)
@@ -314,6 +314,11 @@ def _bench(args: argparse.Namespace) -> int:
         if "quality" in only:
             logger.info("bench quality: %s simulated events", f"{args.events:,}")
             report["quality"] = quality.run(spark, cfg, events=args.events, repeats=args.repeats)
+        if "pipeline" in only:
+            logger.info(
+                "bench pipeline: SDK vs eventhubs source vs ingest, %s events", f"{args.events:,}"
+            )
+            report["pipeline"] = pipeline.run(spark, cfg, events=args.events)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -347,3 +347,26 @@ def test_asyncio_sdk_sends_and_receives(endpoint) -> None:
 
     got = asyncio.run(scenario())
     assert got[-1] == "async-single"
+
+
+def test_second_consumer_group_offset_and_enqueued_time_starts(endpoint) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    with _producer(endpoint) as producer:
+        before = producer.get_partition_properties("2")["last_enqueued_sequence_number"]
+    _send(endpoint, "2", ["t1", "t2"])
+    got = _receive(endpoint, "2", 2, group="spark-ingest", starting_position=before)
+    assert [e.body_as_str() for e in got] == ["t1", "t2"]
+    last = got[-1]
+    by_offset = _receive(endpoint, "2", 1, starting_position=str(last.offset), inclusive=True)
+    assert by_offset[0].sequence_number == last.sequence_number
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    time.sleep(1.2)
+    _send(endpoint, "2", ["after"])
+    by_time = _receive(endpoint, "2", 1, starting_position=since + timedelta(seconds=1.1))
+    assert [e.body_as_str() for e in by_time] == ["after"]
+
+
+def test_an_oversize_message_is_refused(endpoint) -> None:
+    with _producer(endpoint) as producer, pytest.raises(Exception, match="(?i)size|large|exceed"):
+        producer.send_event(EventData(b"x" * (1024 * 1024 + 10)), partition_id="0")
