@@ -208,7 +208,7 @@ def test_expired_positions_fail_by_default_and_are_counted_without_failOnDataLos
     hub.reconfigure(partitions=1)
     send(hub.conn, {"0": 2}, tag="late")  # 8..9
     with pytest.raises(AssertionError, match=r"events 5\.\.7 \(3\) were removed by retention"):
-        run_stream(spark, hub.conn, tmp_path / "strict", until=2, timeout=30)
+        run_stream(spark, hub.conn, tmp_path / "strict", until=2, timeout=120)
     batches, progress = run_stream(
         spark, hub.conn, tmp_path / "lenient", until=2, failOnDataLoss="false"
     )

@@ -129,6 +129,29 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     _no_china_data_anywhere(
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]
     )
+    _replay_releases_once_after_a_fix(spark, cfg, quarantine)
+
+
+def _replay_releases_once_after_a_fix(spark, cfg, quarantine) -> None:
+    """The alliance admits a new partner: its quarantined events are released, exactly once."""
+    from jobs.config import Partner
+    from jobs.replay import RELEASES, replay
+
+    only_reason = F.size("reasons") == 1
+    waiting = quarantine.where(only_reason & (F.col("reason") == "envelope.partner_id.allow_list"))
+    expected = {r.event_id for r in waiting.collect()}
+    assert expected
+    fixed = dataclasses.replace(
+        cfg, partners=(*cfg.partners, Partner("shadow-motors", "Shadow Motors", "eu"))
+    )
+    first = replay(spark, fixed, reason="envelope.partner_id.allow_list")
+    assert sum(first.released.values()) == len(expected)
+    again = replay(spark, fixed, reason="envelope.partner_id.allow_list")
+    assert again.released == {} and again.candidates == first.still_failing
+    released = {r.event_id for r in tables.read_table(spark, cfg, RELEASES).collect()}
+    assert released == expected
+    silver = Counter(r.event_id for r in _silver(spark, cfg).collect())
+    assert all(silver[e] == 1 for e in expected)
 
 
 def _no_china_data_anywhere(cfg, dropped) -> None:
