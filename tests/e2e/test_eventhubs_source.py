@@ -97,6 +97,9 @@ def run_stream(spark, conn: str, checkpoint, *, until: int, timeout: float = 120
         if query.exception() is not None:
             break
         time.sleep(0.3)
+    settle = time.monotonic() + 15  # the batch's progress is reported after it completes
+    while query.lastProgress is None and query.exception() is None and time.monotonic() < settle:
+        time.sleep(0.2)
     progress = query.lastProgress
     query.stop()
     if query.exception() is not None:
