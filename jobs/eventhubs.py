@@ -115,9 +115,6 @@ class Position:
     value: int | str | None = None
     inclusive: bool = True
 
-    def describe(self) -> str:
-        return self.kind if self.value is None else f"{self.kind} {self.value}"
-
 
 EARLIEST, LATEST = Position("earliest"), Position("latest")
 
@@ -697,10 +694,8 @@ class EventHubsStreamReader(DataSourceStreamReader):
                 _lost(self.options, pid, start[pid], state.begin)
                 lost += gap
                 start[pid] = state.begin
-        latest = _end_offsets(self.hub, states) if self.options.ending_positions else {
-            pid: s.end for pid, s in states.items()
-        }  # fmt: skip
-        latest = {pid: max(latest[pid], start[pid]) for pid in latest}
+        ends = _end_offsets(self.hub, states)
+        latest = {pid: max(ends[pid], start[pid]) for pid in ends}
         end = allot(start, latest, self.options.max_events_per_trigger)
         if lost == int(self.position.get("dataLost", 0)) and end == self.position["partitions"]:
             return self.position  # nothing new: the same offset, so Spark plans no batch

@@ -105,7 +105,7 @@ class BatchStats:
             )
 
 
-def residency_reason(df: DataFrame, blocked: Iterable[str], boundary: Boundary) -> Column:
+def residency_reason(blocked: Iterable[str], boundary: Boundary) -> Column:
     """``residency.origin_country`` / ``residency.coordinates`` for events that must be dropped."""
     lat = F.get_json_object(F.col(PAYLOAD), "$.lat").cast("double")
     lon = F.get_json_object(F.col(PAYLOAD), "$.lon").cast("double")
@@ -160,7 +160,6 @@ class Ingest:
     ) -> None:
         self.spark, self.cfg, self.registry, self.checks = spark, cfg, registry, checks
         self.boundary, self.gx = boundary, gx
-        self.history: list[BatchStats] = []
 
     # -- the batch ----------------------------------------------------------------------------
 
@@ -177,7 +176,7 @@ class Ingest:
         )
         decoded = decoded.withColumn(
             _RESIDENCY,
-            residency_reason(decoded, self.cfg.residency.blocked_countries, self.boundary),
+            residency_reason(self.cfg.residency.blocked_countries, self.boundary),
         ).persist()
         try:
             with stats.step("decode+residency"):
@@ -201,7 +200,6 @@ class Ingest:
             decoded.unpersist()
         logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
                     ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
-        self.history.append(stats)
         return stats
 
     def _process_kept(self, kept: DataFrame, stats: BatchStats, txn: tuple[str, int]) -> None:
@@ -218,7 +216,7 @@ class Ingest:
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
             with stats.step("validate"):
                 typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
-                failures = self._failures_by_action(typed, stats)
+                failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
             with stats.step("write bronze"):
                 self._write(self._bronze(kept), BRONZE, txn, partition_by=("ingest_date",))
@@ -296,7 +294,7 @@ class Ingest:
             decode_payload(of_type, self.registry.latest(event_type))
         )
 
-    def _failures_by_action(self, typed: dict[str, DataFrame], stats: BatchStats) -> list[Any]:
+    def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
         """Per event type: rows by action, and rows per failed rule; one Spark job for both.
 
         Returns (event_type, rule, on_failure, failed) rows; rule null carries the action counts

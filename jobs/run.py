@@ -43,12 +43,13 @@ def checkpoint_dir(cfg: Config) -> str:
     return f"{cfg.lake.checkpoints.rstrip('/')}/ingest"
 
 
-def hub_ends(cfg: Config) -> dict[str, int]:
-    """Per partition, the next sequence number the hub will assign (what is in it right now)."""
+def hub_ends(cfg: Config, hub: Any = None) -> dict[str, int]:
+    """Per partition, the next sequence number the hub will assign (what is in it right now).
+    Pass a ``jobs.eventhubs.Hub`` to reuse it (it remembers the partition ids between calls)."""
     from jobs.eventhubs import EventHubsOptions, Hub
 
-    options = EventHubsOptions.from_options(eventhubs_options(cfg))
-    return {pid: state.end for pid, state in Hub(options).partitions().items()}
+    hub = hub or Hub(EventHubsOptions.from_options(eventhubs_options(cfg)))
+    return {pid: state.end for pid, state in hub.partitions().items()}
 
 
 def _offsets(progress: dict[str, Any] | None) -> dict[str, int] | None:
@@ -68,13 +69,17 @@ class ProgressLine:
     def __init__(self, out: TextIO, ends: Callable[[], dict[str, int] | None]) -> None:
         self.out, self.ends, self.tty = out, ends, out.isatty()
         self.started, self.last_print = time.monotonic(), 0.0
+        self.known_ends: dict[str, int] | None = None
+        self.ends_at = 0.0
 
     def show(self, result: RunResult, committed: dict[str, int] | None) -> None:
         now = time.monotonic()
         if not self.tty and now - self.last_print < 10:
             return
         self.last_print = now
-        ends = self.ends() if committed is not None else None
+        if committed is not None and now - self.ends_at >= 5:  # management calls take ~0.4 s
+            self.known_ends, self.ends_at = self.ends(), now
+        ends = self.known_ends if committed is not None else None
         backlog = (
             "?"
             if ends is None or committed is None
@@ -155,7 +160,7 @@ def run_ingest(
     else:
         writer = writer.trigger(processingTime=f"{cfg.source.trigger_interval_s} seconds")
     query = writer.start()
-    line = ProgressLine(out, (lambda: _safe_ends(cfg)) if eventhubs else (lambda: None))
+    line = ProgressLine(out, _ends_reader(cfg) if eventhubs else (lambda: None))
     try:
         while query.isActive:
             error = query.exception()
@@ -187,11 +192,19 @@ def run_ingest(
     return result
 
 
-def _safe_ends(cfg: Config) -> dict[str, int] | None:
-    try:
-        return hub_ends(cfg)
-    except SourceError:
-        return None
+def _ends_reader(cfg: Config) -> Callable[[], dict[str, int] | None]:
+    """Hub ends for the progress line: one reused client-side view; None while unreachable."""
+    from jobs.eventhubs import EventHubsOptions, Hub
+
+    hub = Hub(EventHubsOptions.from_options(eventhubs_options(cfg)))
+
+    def read() -> dict[str, int] | None:
+        try:
+            return hub_ends(cfg, hub)
+        except SourceError:
+            return None
+
+    return read
 
 
 def _caught_up(committed: dict[str, int], ending: dict[str, int]) -> bool:

@@ -86,6 +86,7 @@ class Partition:
     events: list[Event] = field(default_factory=list)
     begin: int = 0
     segments: list[int] = field(default_factory=list)  # first sequence of each segment file
+    size_bytes: int = 0  # retained bytes, kept up to date instead of summed per retention tick
     _out: Any = None
     _out_bytes: int = 0
 
@@ -93,10 +94,6 @@ class Partition:
     def end(self) -> int:
         """The next sequence number to be assigned."""
         return self.begin + len(self.events)
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(e.size for e in self.events)
 
     def append_many(self, items: list[tuple[bytes, bytes | None, dict[Any, Any] | None]]) -> None:
         """Store events; returns once they are durable according to the fsync policy."""
@@ -107,6 +104,7 @@ class Partition:
             event = Event(self.end, max(now, last_ms), body, key, props)
             record = _encode(event) if self.directory is not None else b""
             event.size = len(record) or len(body)
+            self.size_bytes += event.size
             self.events.append(event)
             records.append(record)
         if self.directory is not None:
@@ -149,6 +147,7 @@ class Partition:
             if not self.events:
                 self.begin = events[0].sequence
             self.events.extend(events)
+            self.size_bytes += sum(e.size for e in events)
             self.segments.append(int(path.stem))
         if files and self.segments:
             last = self.directory / f"{self.segments[-1]:020d}.log"
@@ -168,6 +167,7 @@ class Partition:
                 cut += 1
         if cut == 0:
             return 0
+        self.size_bytes -= sum(e.size for e in self.events[:cut])
         del self.events[:cut]
         self.begin += cut
         if self.directory is None:
@@ -266,3 +266,13 @@ def load_config(path: str | Path) -> list[dict[str, Any]]:
                 "max_bytes": int(float(megabytes) * 1024 * 1024) if megabytes is not None else None,
             })  # fmt: skip
     return entities
+
+
+def write_config(path: str | Path, hub: str, partitions: int, **entity: Any) -> str:
+    """Write a one-hub Config.json (the shape ``load_config`` reads); returns its path.
+    ``entity`` adds keys such as ``RetentionTimeInHours``."""
+    doc = {"UserConfig": {"NamespaceConfig": [{"Type": "EventHub", "Name": "ns", "Entities": [
+        {"Name": hub, "PartitionCount": str(partitions), "ConsumerGroups": [], **entity}
+    ]}]}}  # fmt: skip
+    Path(path).write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)

@@ -18,6 +18,7 @@ from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerCl
 
 from jobs.config import PROJECT_ROOT
 from jobs.emulator.process import EmulatorProcess
+from jobs.emulator.store import write_config
 
 HUB = os.environ.get("EVENTHUB_TEST_NAME", "vehicle-events")
 
@@ -171,14 +172,7 @@ def test_simulator_sends_a_fleet(endpoint, tmp_path) -> None:
 
 
 def _config(path, partitions: int, **extra) -> str:
-    entity = {"Name": HUB, "PartitionCount": str(partitions), "ConsumerGroups": [], **extra}
-    doc = {
-        "UserConfig": {
-            "NamespaceConfig": [{"Type": "EventHub", "Name": "ns", "Entities": [entity]}]
-        }
-    }
-    path.write_text(json.dumps(doc))
-    return str(path)
+    return write_config(path, HUB, partitions, **extra)
 
 
 @pytest.fixture

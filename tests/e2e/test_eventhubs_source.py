@@ -17,20 +17,14 @@ from azure.eventhub import EventData, EventHubProducerClient
 
 from jobs.config import PROJECT_ROOT
 from jobs.emulator.process import EmulatorProcess
+from jobs.emulator.store import write_config
 from jobs.eventhubs import SCHEMA
 
 HUB = "vehicle-events"
 
 
 def _config(path, partitions: int, **extra) -> str:
-    entity = {"Name": HUB, "PartitionCount": str(partitions), "ConsumerGroups": [], **extra}
-    doc = {
-        "UserConfig": {
-            "NamespaceConfig": [{"Type": "EventHub", "Name": "ns", "Entities": [entity]}]
-        }
-    }
-    path.write_text(json.dumps(doc))
-    return str(path)
+    return write_config(path, HUB, partitions, **extra)
 
 
 @pytest.fixture
