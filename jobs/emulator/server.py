@@ -130,6 +130,7 @@ class Connection:
         self.emulator, self.reader, self.writer = emulator, reader, writer
         self.links: dict[tuple[int, int], Link] = {}
         self.delivery_id = 0
+        self.max_frame = 65536  # the client's, from its Open
 
     def send(self, channel: int, frame: Any, frame_type: bytes = codec.AMQP_FRAME) -> None:
         self.writer.write(codec.serialize_frame(channel, frame, frame_type))
@@ -182,6 +183,7 @@ class Connection:
 
     async def _dispatch(self, ch: int, code: int, f: list[Any]) -> bool:
         if code == _OPEN:
+            self.max_frame = int(f[2] or 65536)
             self.send(0, frames.OpenFrame(
                 container_id="vehicle-events-local", hostname=None, max_frame_size=65536,
                 channel_max=255, idle_timeout=None, outgoing_locales=None, incoming_locales=None,
@@ -309,46 +311,66 @@ class Connection:
         data, fmt = bytes(link.partial), link.partial_format
         link.partial = None
         if len(data) > MAX_MESSAGE:
-            self.send(ch, frames.DispositionFrame(
-                role=True, first=f[1], last=f[1], settled=True, batchable=None,
-                state=codec.Rejected(error=codec.AMQPError(
-                    condition=b"amqp:link:message-size-exceeded", info=None,
-                    description=f"The message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE} bytes.",
-                )),
-            ))  # fmt: skip
+            self._settle(ch, f[1], codec.Rejected(error=codec.AMQPError(
+                condition=b"amqp:link:message-size-exceeded", info=None,
+                description=f"The message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE} bytes.",
+            )))  # fmt: skip
             return
-        message = codec.decode_payload(memoryview(data))
         if link.target in ("$cbs", "$management"):
-            await self._management(link, message)
+            await self._management(link, codec.decode_payload(memoryview(data)))
         elif link.hub is not None:
-            self._store(link, link.hub, message, fmt)
+            try:
+                self._store(link, link.hub, data, fmt)
+            except ValueError as e:  # not a well-formed AMQP message: refused, nothing stored
+                logger.warning("rejected a malformed message on %s: %s", link.target, e)
+                self._settle(ch, f[1], codec.Rejected(error=codec.AMQPError(
+                    condition=b"amqp:decode-error", description=str(e), info=None
+                )))  # fmt: skip
+                return
             async with link.hub.changed:
                 link.hub.changed.notify_all()
         if not f[4]:
-            self.send(ch, frames.DispositionFrame(
-                role=True, first=f[1], last=f[1], settled=True, state=codec.Accepted(), batchable=None,
-            ))  # fmt: skip
+            self._settle(ch, f[1], codec.Accepted())
 
-    def _store(self, link: Link, hub: Hub, message: Any, fmt: int) -> None:
-        outer = (message.message_annotations or {}).get(b"x-opt-partition-key")
-        inner = (
-            [codec.decode_payload(memoryview(d)) for d in message.data]
-            if fmt == codec.BATCH_FORMAT
-            else [message]
-        )
-        items: dict[str, list[tuple[bytes, bytes | None, dict[Any, Any] | None]]] = {}
-        for event in inner:
-            key = (event.message_annotations or {}).get(b"x-opt-partition-key", outer)
-            if link.partition is not None:
-                partition = link.partition
-            elif key is not None:
+    def _settle(self, ch: int, delivery_id: int, state: Any) -> None:
+        self.send(ch, frames.DispositionFrame(
+            role=True, first=delivery_id, last=delivery_id, settled=True, state=state, batchable=None,
+        ))  # fmt: skip
+
+    def _store(self, link: Link, hub: Hub, data: bytes, fmt: int) -> None:
+        """Route a sender's message (one event, or a batch of them) to partitions, undecoded."""
+        outer = codec.split(data)
+        if fmt == codec.BATCH_FORMAT:
+            events = [codec.split(d) for d in codec.data_sections(outer.tail)]
+            batch_key = codec.annotation_value(outer, _PARTITION_KEY)
+        else:
+            events, batch_key = [outer], None
+        if batch_key is not None:  # the batch's key goes on each of its events that lacks it
+            tagged = codec.symbol(_PARTITION_KEY)
+            value = codec.string(
+                batch_key if isinstance(batch_key, bytes) else str(batch_key).encode()
+            )
+            events = [
+                e if tagged in e.annotations
+                else codec.Parts(e.head, e.annotations + tagged + value, e.count + 2, e.tail)
+                for e in events
+            ]  # fmt: skip
+        if link.partition is not None:
+            hub.partitions[link.partition].append_many(events)
+            return
+        if batch_key is not None:
+            chosen = codec.partition_for_key(batch_key, len(hub.partitions))
+            hub.partitions[str(chosen)].append_many(events)
+            return
+        items: dict[str, list[codec.Parts]] = {}
+        for event in events:
+            key = codec.annotation_value(event, _PARTITION_KEY)
+            if key is not None:
                 partition = str(codec.partition_for_key(key, len(hub.partitions)))
             else:
                 partition = str(hub.round_robin % len(hub.partitions))
                 hub.round_robin += 1
-            body = b"".join(bytes(d) for d in (event.data or []))
-            key_bytes = key if isinstance(key, bytes) or key is None else str(key).encode()
-            items.setdefault(partition, []).append((body, key_bytes, event.application_properties))
+            items.setdefault(partition, []).append(event)
         for partition, batch in items.items():
             hub.partitions[partition].append_many(batch)
 
@@ -408,35 +430,53 @@ class Connection:
         partition = link.hub.partitions[link.partition]
         while True:
             link.position = max(link.position, partition.begin)  # expired: earliest retained
-            while link.credit > 0 and link.position < partition.end:
-                event = partition.get(link.position)
-                annotations: dict[str | bytes, Any] = {
-                    b"x-opt-sequence-number": codec.long(event.sequence),
-                    b"x-opt-offset": str(event.sequence).encode(),
-                    b"x-opt-enqueued-time": codec.timestamp(event.enqueued_ms),
-                }
-                if event.partition_key is not None:
-                    annotations[b"x-opt-partition-key"] = event.partition_key
-                delivery: dict[str | bytes, Any] | None = None
-                if link.metrics:
-                    last = partition.events[-1]
-                    delivery = {
-                        b"last_enqueued_sequence_number": codec.long(last.sequence),
-                        b"last_enqueued_offset": str(last.sequence).encode(),
-                        b"last_enqueued_time_utc": codec.timestamp(last.enqueued_ms),
-                        b"runtime_info_retrieval_time_utc": codec.timestamp(
-                            int(time.time() * 1000)
-                        ),
-                    }
-                message = codec.Message(
-                    data=[event.body], message_annotations=annotations,
-                    application_properties=event.properties, delivery_annotations=delivery,
-                )  # fmt: skip
-                self._deliver(link, message)
-                link.position += 1
+            count = min(link.credit, partition.end - link.position)
+            if count > 0:
+                delivery = self._runtime_metrics(partition) if link.metrics else b""
+                out = []
+                for sequence in range(link.position, link.position + count):
+                    event = partition.get(sequence)
+                    payload = event.parts.encode(_annotations(event), 6, delivery)
+                    out.append(codec.transfer(
+                        link.channel, link.handle, self.delivery_id, payload, self.max_frame
+                    ))  # fmt: skip
+                    self.delivery_id += 1
+                self.writer.write(b"".join(out))
+                link.credit -= count
+                link.position += count
             await self.writer.drain()
+            if link.credit > 0 and link.position < partition.end:
+                continue
             async with link.hub.changed:
                 await link.hub.changed.wait()
+
+    @staticmethod
+    def _runtime_metrics(partition: Partition) -> bytes:
+        """The delivery-annotations section a receiver with runtime metrics enabled asks for."""
+        last = partition.events[-1]
+        section = codec.Message(delivery_annotations={
+            b"last_enqueued_sequence_number": codec.long(last.sequence),
+            b"last_enqueued_offset": str(last.sequence).encode(),
+            b"last_enqueued_time_utc": codec.timestamp(last.enqueued_ms),
+            b"runtime_info_retrieval_time_utc": codec.timestamp(int(time.time() * 1000)),
+        })  # fmt: skip
+        return bytes(codec.encode_payload(bytearray(), section))
+
+
+_PARTITION_KEY = b"x-opt-partition-key"
+_SEQUENCE = codec.symbol(b"x-opt-sequence-number") + b"\x81"
+_OFFSET = codec.symbol(b"x-opt-offset")
+_ENQUEUED = codec.symbol(b"x-opt-enqueued-time") + b"\x83"
+
+
+def _annotations(event: Any) -> bytes:
+    """Sequence number (long), offset (string) and enqueued time (timestamp), as map elements."""
+    offset = str(event.sequence).encode()
+    return (
+        _SEQUENCE + struct.pack(">q", event.sequence)
+        + _OFFSET + codec.string(offset)
+        + _ENQUEUED + struct.pack(">q", event.enqueued_ms)
+    )  # fmt: skip
 
 
 def _report(task: asyncio.Task[None]) -> None:

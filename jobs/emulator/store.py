@@ -34,24 +34,16 @@ _HEADER = struct.Struct(">IIqq")
 SEGMENT_BYTES = 16 * 1024 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     sequence: int
     enqueued_ms: int
-    body: bytes
-    partition_key: bytes | None
-    properties: dict[Any, Any] | None
+    parts: codec.Parts  # the sender's encoding, kept as is
     size: int = 0
 
 
 def _encode(event: Event) -> bytes:
-    annotations: dict[str | bytes, Any] | None = None
-    if event.partition_key:
-        annotations = {b"x-opt-partition-key": event.partition_key}
-    message = codec.Message(
-        data=[event.body], application_properties=event.properties, message_annotations=annotations
-    )
-    payload = bytes(codec.encode_payload(bytearray(), message))
+    payload = event.parts.encode()
     head = struct.pack(">qq", event.sequence, event.enqueued_ms)
     crc = zlib.crc32(head + payload)
     return _HEADER.pack(len(payload), crc, event.sequence, event.enqueued_ms) + payload
@@ -67,11 +59,7 @@ def _read_segment(path: Path) -> tuple[list[Event], int]:
         payload = data[pos + _HEADER.size : end]
         if end > len(data) or zlib.crc32(data[pos + 8 : pos + _HEADER.size] + payload) != crc:
             break
-        message = codec.decode_payload(memoryview(payload))
-        key = (message.message_annotations or {}).get(b"x-opt-partition-key")
-        body = b"".join(bytes(d) for d in (message.data or []))
-        props = message.application_properties
-        events.append(Event(sequence, enqueued_ms, body, key, props, size=end - pos))
+        events.append(Event(sequence, enqueued_ms, codec.split(payload), size=end - pos))
         pos = end
     return events, pos
 
@@ -95,15 +83,15 @@ class Partition:
         """The next sequence number to be assigned."""
         return self.begin + len(self.events)
 
-    def append_many(self, items: list[tuple[bytes, bytes | None, dict[Any, Any] | None]]) -> None:
+    def append_many(self, items: list[codec.Parts]) -> None:
         """Store events; returns once they are durable according to the fsync policy."""
         now = int(time.time() * 1000)
         last_ms = self.events[-1].enqueued_ms if self.events else 0
         records = []
-        for body, key, props in items:
-            event = Event(self.end, max(now, last_ms), body, key, props)
+        for parts in items:
+            event = Event(self.end, max(now, last_ms), parts)
             record = _encode(event) if self.directory is not None else b""
-            event.size = len(record) or len(body)
+            event.size = len(record) or len(parts.tail)
             self.size_bytes += event.size
             self.events.append(event)
             records.append(record)

@@ -75,6 +75,7 @@ def test_batch_to_a_partition_round_trips_bodies_and_properties(endpoint) -> Non
         for i in range(20):
             event = EventData(json.dumps({"i": i}))
             event.properties = {"kind": "test", "i": i}
+            event.content_type, event.correlation_id = "application/json", f"c-{i}"
             batch.add(event)
         producer.send_batch(batch)
         props = producer.get_partition_properties("1")
@@ -83,6 +84,8 @@ def test_batch_to_a_partition_round_trips_bodies_and_properties(endpoint) -> Non
     assert [json.loads(e.body_as_str())["i"] for e in got] == list(range(20))
     assert [e.sequence_number for e in got] == list(range(20))
     assert got[3].properties[b"i"] == 3
+    assert (got[3].content_type, got[3].correlation_id) == ("application/json", "c-3")
+    assert got[3].offset == "3" and got[3].enqueued_time is not None
     later = _receive(endpoint, "1", 15, starting_position=4, inclusive=True)
     assert [e.sequence_number for e in later][:3] == [4, 5, 6]
     after = _receive(endpoint, "1", 14, starting_position=5, inclusive=False)
@@ -146,6 +149,7 @@ def test_restart_keeps_the_data(endpoint) -> None:
     endpoint["emu"].start()
     got = _receive(endpoint, "0", count)
     assert got[-1].body_as_str() == "before restart" and len(got) == count
+    assert [e.sequence_number for e in got] == list(range(count))
 
 
 def test_simulator_sends_a_fleet(endpoint, tmp_path) -> None:
