@@ -506,7 +506,7 @@ def read_range(part: Range) -> Iterator[Any]:
         "on_event_batch": on_batch, "on_error": on_error, "partition_id": part.partition,
         "starting_position": part.start, "starting_position_inclusive": True,
         "max_batch_size": min(options.prefetch, want), "prefetch": options.prefetch,
-        "max_wait_time": min(5.0, options.receive_timeout_s),
+        "max_wait_time": min(0.25, options.receive_timeout_s),  # a short tail: no idle wait for a full batch
     })  # fmt: skip
     worker.start()
     expected, deadline = part.start, time.monotonic() + options.receive_timeout_s
