@@ -133,6 +133,53 @@ class QualityConfig:
         )
 
 
+VehicleAction = Literal["warn", "quarantine", "fail", "off"]
+_VEHICLE_ACTIONS: dict[str, VehicleAction] = {
+    "vehicle.seq_replay": "quarantine",
+    "vehicle.clock_offset": "warn",
+    "vehicle.odometer_monotonic": "quarantine",
+    "vehicle.position_jump": "quarantine",
+    "vehicle.speed_distance_agreement": "quarantine",
+    "vehicle.sensor_stuck": "warn",
+}
+
+
+@dataclass(frozen=True)
+class VehicleConfig:
+    """Per-vehicle checks across events (the ingest query's stateful stage, ``jobs.vehicle``)."""
+
+    enabled: bool = True
+    state_ttl_hours: float = 168.0  # a vehicle silent this long is forgotten
+    odometer_tolerance_m: float = 10.0
+    max_speed_mps: float = 90.0  # implied by consecutive positions
+    speed_tolerance_mps: float = 3.0  # reported vs distance over time between fixes
+    speed_tolerance_ratio: float = 0.25
+    speed_change_mps2: float = 2.0  # acceleration allowed for between fixes
+    max_fix_gap_s: float = 60.0  # speed agreement only between fixes this close
+    clock_offsets_s: tuple[float, ...] = (18.0,)  # GPS time runs 18 s ahead of UTC
+    clock_tolerance_s: float = 1.5
+    max_clock_ahead_s: float = 5.0  # event_time ahead of the enqueued time
+    stuck_fields: tuple[str, ...] = ("steering_pct", "heading_deg", "hdop")
+    stuck_after_s: float = 600.0
+    stuck_min_speed_mps: float = 1.0
+    on_failure: dict[str, VehicleAction] = field(default_factory=lambda: dict(_VEHICLE_ACTIONS))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.on_failure) - set(_VEHICLE_ACTIONS))
+        if unknown:
+            raise ValueError(
+                f"on_failure: unknown rule {unknown[0]!r}; rules: {', '.join(_VEHICLE_ACTIONS)}"
+            )
+        if self.state_ttl_hours <= 0:
+            raise ValueError(
+                f"state_ttl_hours: expected a positive number; got {self.state_ttl_hours}"
+            )
+
+    def action(self, rule: str) -> VehicleAction:
+        """What a failure of ``rule`` does (``off``: the rule is not reported)."""
+        return self.on_failure.get(rule, _VEHICLE_ACTIONS[rule])
+
+
 @dataclass(frozen=True)
 class ResidencyConfig:
     """Data that must never be processed or stored here."""
@@ -189,6 +236,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     residency: ResidencyConfig = field(default_factory=ResidencyConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
+    vehicle: VehicleConfig = field(default_factory=VehicleConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     path: str = "<memory>"
 

@@ -46,9 +46,11 @@ from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, decode_envelope, decode_
 from jobs.errors import QualityGateError, SinkError
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, EventTypeChecks
-from jobs.quality.rows import ACTION, FAILURES
+from jobs.quality.rows import ACTION, FAILURES, with_action
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
 from jobs.schemas import SchemaRegistry
+from jobs.vehicle import FAILURES as VEHICLE_FAILURES
+from jobs.vehicle import RULES as VEHICLE_RULES
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ BRONZE, QUARANTINE, DQ, BATCHES, EVENT_IDS = (
     "bronze", "quarantine", "dq_results", "ingest_batches", "_state/event_ids",
 )  # fmt: skip
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
-_RESIDENCY = "_residency"
+RESIDENCY = "_residency"
 _FAILURE = "struct<rule:string,column:string,observed:string,on_failure:string>"
 
 
@@ -163,32 +165,49 @@ class Ingest:
 
     # -- the batch ----------------------------------------------------------------------------
 
+    def prepare(self, events: DataFrame) -> DataFrame:
+        """Source rows to decoded envelopes with their residency verdict: a plain transform, so
+        the streaming query applies it before the per-vehicle stage (which must never see, or
+        keep state about, an event from mainland China)."""
+        decoded = decode_envelope(
+            events.withColumn(INGEST_TIME, F.col("enqueuedTime")),
+            self.registry,
+            max_body_bytes=self.cfg.quality.max_body_bytes,
+        )
+        return decoded.withColumn(
+            RESIDENCY, residency_reason(self.cfg.residency.blocked_countries, self.boundary)
+        )
+
+    def with_vehicle_checks(self, prepared: DataFrame) -> DataFrame:
+        """The per-vehicle stage (``jobs.vehicle``) on prepared events, when enabled."""
+        if not self.cfg.vehicle.enabled:
+            return prepared
+        from jobs.vehicle import add_vehicle_checks
+
+        return add_vehicle_checks(prepared, self.cfg.vehicle, self.checks, RESIDENCY)
+
     def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
+        """One micro-batch: source rows, or rows already through :meth:`prepare` (and the
+        per-vehicle stage), as the streaming query delivers them."""
         stats = BatchStats(query_id, batch_id)
         txn = (query_id, batch_id)
-        events = (
-            df.withColumn(INGEST_TIME, F.col("enqueuedTime"))
-            .withColumn("batch_id", F.lit(batch_id).cast("long"))
+        prepared = df if RESIDENCY in df.columns else self.prepare(df)
+        decoded = (
+            prepared.withColumn("batch_id", F.lit(batch_id).cast("long"))
             .withColumn("query_id", F.lit(query_id))
+            .persist()
         )
-        decoded = decode_envelope(
-            events, self.registry, max_body_bytes=self.cfg.quality.max_body_bytes
-        )
-        decoded = decoded.withColumn(
-            _RESIDENCY,
-            residency_reason(self.cfg.residency.blocked_countries, self.boundary),
-        ).persist()
         try:
             with stats.step("decode+residency"):
                 counts = (
-                    decoded.groupBy(_RESIDENCY)
+                    decoded.groupBy(RESIDENCY)
                     .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"))
                     .collect()
                 )
             stats.received = sum(r.n for r in counts)
-            stats.residency_dropped = {r[_RESIDENCY]: r.n for r in counts if r[_RESIDENCY]}
+            stats.residency_dropped = {r[RESIDENCY]: r.n for r in counts if r[RESIDENCY]}
             stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
-            kept = decoded.where(F.col(_RESIDENCY).isNull()).drop(_RESIDENCY)
+            kept = decoded.where(F.col(RESIDENCY).isNull()).drop(RESIDENCY)
             stats.bronze = stats.received - sum(stats.residency_dropped.values())
             if stats.received:
                 self._process_kept(kept, stats, txn)
@@ -289,9 +308,17 @@ class Ingest:
     # -- validation -----------------------------------------------------------------------------
 
     def _checked(self, fresh: DataFrame, event_type: str) -> DataFrame:
+        """Events of one type, decoded, with row-level failures and, after them, the per-vehicle
+        stage's failures (so a row-level reason comes first in quarantine)."""
         of_type = fresh.where(F.col(DECODE_ERROR).isNull() & (F.col("event_type") == event_type))
-        return self.checks[event_type].apply(
+        checked = self.checks[event_type].apply(
             decode_payload(of_type, self.registry.latest(event_type))
+        )
+        if VEHICLE_FAILURES not in checked.columns:
+            return checked
+        merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
+        return with_action(
+            checked.withColumn(FAILURES, merged.cast(f"array<{_FAILURE}>")).drop(VEHICLE_FAILURES)
         )
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
@@ -308,12 +335,13 @@ class Ingest:
         for part in parts[1:]:
             union = union.unionByName(part)
         rows = union.groupBy("event_type", "rule", ACTION).agg(F.count("*").alias("n")).collect()
-        rules = {
+        rules: dict[str, str] = {
             r.name: r.on_failure
             for c in self.checks.values()
             for suite in c.suites
             for r in suite.rules
         }
+        rules.update({r: self.cfg.vehicle.action(r) for r in VEHICLE_RULES})
         failed: dict[tuple[str, str], int] = {}
         Row = namedtuple("Row", "event_type rule on_failure failed")
         out = []
@@ -407,14 +435,18 @@ class Ingest:
                 suites = list(self.checks[event_type].suites)
                 frame = self.checks[event_type].with_derived_columns(checked.drop(FAILURES, ACTION))
                 verdicts = {r.rule: r.success for r in validate_batch(frame, suites)}
-            for suite in self.checks[event_type].suites:
-                for rule in suite.rules:
-                    failed = counts.get((event_type, rule.name), 0)
-                    rows.append((
-                        stats.query_id, stats.batch_id, event_type, suite.name, rule.name, rule.on_failure,
-                        sizes[event_type], failed, verdicts.get(rule.name),
-                    ))  # fmt: skip
-                    per_action[rule.on_failure] = per_action.get(rule.on_failure, 0) + failed
+            named: list[tuple[str, str, str]] = [(suite.name, rule.name, rule.on_failure)
+                     for suite in self.checks[event_type].suites for rule in suite.rules]  # fmt: skip
+            if self.cfg.vehicle.enabled:
+                named += [("vehicle", r, self.cfg.vehicle.action(r)) for r in VEHICLE_RULES
+                          if self.cfg.vehicle.action(r) != "off"]  # fmt: skip
+            for suite_name, rule_name, on_failure in named:
+                failed = counts.get((event_type, rule_name), 0)
+                rows.append((
+                    stats.query_id, stats.batch_id, event_type, suite_name, rule_name, on_failure,
+                    sizes[event_type], failed, verdicts.get(rule_name),
+                ))  # fmt: skip
+                per_action[on_failure] = per_action.get(on_failure, 0) + failed
         undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}
         for event_type in typed:

@@ -14,6 +14,9 @@ from jobs.config import Config
 
 logger = logging.getLogger(__name__)
 
+STATE_STORE_KEY = "spark.sql.streaming.stateStore.providerClass"
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
 
 @contextlib.contextmanager
 def spark_session(cfg: Config) -> Iterator[SparkSession]:
@@ -25,6 +28,8 @@ def spark_session(cfg: Config) -> Iterator[SparkSession]:
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+    # The per-vehicle stage (transformWithStateInPandas) needs the RocksDB state store.
+    builder = builder.config(STATE_STORE_KEY, ROCKSDB)
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -112,6 +112,11 @@ def apply_row_checks(df: DataFrame, checks: list[RowCheck]) -> DataFrame:
         for check in checks
     ]
     failures = F.filter(F.array(*entries), lambda e: e.isNotNull()) if entries else F.array()
+    return with_action(df.withColumn(FAILURES, failures))
+
+
+def with_action(df: DataFrame) -> DataFrame:
+    """(Re)compute ``_dq_action`` from ``_dq_failures``."""
     severity = F.array_max(
         F.transform(
             F.col(FAILURES),
@@ -123,7 +128,7 @@ def apply_row_checks(df: DataFrame, checks: list[RowCheck]) -> DataFrame:
         .when(severity == 2, F.lit("quarantine"))
         .when(severity == 1, F.lit("warn"))
     )
-    return df.withColumn(FAILURES, failures).withColumn(ACTION, action)
+    return df.withColumn(ACTION, action)
 
 
 def _severity_of(on_failure: Column) -> Column:

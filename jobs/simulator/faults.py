@@ -17,17 +17,19 @@ from typing import Any, Final, Literal
 
 from jobs import decode
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
+from jobs.vehicle import (
+    CLOCK_OFFSET,
+    ODOMETER_MONOTONIC,
+    POSITION_JUMP,
+    SEQ_REPLAY,
+    SPEED_DISTANCE,
+)
 
 Outcome = Literal["curated", "quarantined", "duplicate", "residency_dropped"]
 Detection = Literal["single_event", "cross_event"]
 OUTCOMES: tuple[Outcome, ...] = ("curated", "quarantined", "duplicate", "residency_dropped")
 
-# Per-vehicle rules (checked across events of one VIN); their names match the reasons they write.
-ODOMETER_MONOTONIC = "vehicle.odometer_monotonic"
-POSITION_JUMP = "vehicle.position_jump"
-SPEED_DISTANCE = "vehicle.speed_distance_agreement"
-SEQ_REPLAY = "vehicle.seq_replay"
-CLOCK_OFFSET = "vehicle.clock_offset"
+# Per-vehicle rules (checked across events of one VIN by jobs.vehicle) name the reasons they write.
 RESCUED_WARNING = "envelope._rescued_data.no_drift"
 
 Doc = dict[str, Any]

@@ -124,7 +124,9 @@ def _trip(vehicle: Vehicle, t: float, events: list[SimEvent], budget: int) -> fl
     _snapshot(vehicle, t, events, speed=0.0, accel=0.0, gear="PARKING", mode=mode)
     t += SNAPSHOT_PERIOD_S
     while t < end and len(events) < budget:
-        if t >= next_change:
+        if t >= end - 30:
+            target = 0.0  # slow down to park
+        elif t >= next_change:
             target = rng.choice(_CRUISE_SPEEDS)
             next_change = t + rng.uniform(30, 120)
         accel = max(-3.0, min(2.0, (target - speed) / SNAPSHOT_PERIOD_S))
@@ -146,6 +148,7 @@ def _trip(vehicle: Vehicle, t: float, events: list[SimEvent], budget: int) -> fl
         if rng.random() < 0.006:
             _dtc(vehicle, t + rng.uniform(0, 2), events)
         t += SNAPSHOT_PERIOD_S
+    _move(vehicle, speed / 2 * SNAPSHOT_PERIOD_S)  # the last metres before it stops
     _snapshot(vehicle, t, events, speed=0.0, accel=0.0, gear="PARKING", mode="COMPLETE_MANUAL")
     return t
 

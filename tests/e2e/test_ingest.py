@@ -49,10 +49,12 @@ def _send(emu, messages) -> None:
                       connection_string=emu.connection_string, eventhub="vehicle-events")  # fmt: skip
 
 
-def _silver(spark, cfg):
+def _silver(spark, cfg, *columns):
     registry = SchemaRegistry.load(cfg.quality.schemas_path)
     frames = [
-        tables.read_table(spark, cfg, silver_table(s.table)).select("event_id", "event_type")
+        tables.read_table(spark, cfg, silver_table(s.table)).select(
+            "event_id", "event_type", *columns
+        )
         for s in registry.schemas()
         if tables.table_exists(spark, cfg, silver_table(s.table))
     ]
@@ -92,7 +94,9 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     records = {m.record["index"]: m.record for m in messages}
     bronze = tables.read_table(spark, cfg, BRONZE)
     quarantine = tables.read_table(spark, cfg, QUARANTINE)
-    silver_ids = Counter(r.event_id for r in _silver(spark, cfg).collect())
+    silver_rows = _silver(spark, cfg, "_dq_failures").collect()
+    silver_ids = Counter(r.event_id for r in silver_rows)
+    flags = {r.event_id: {f.rule for f in r["_dq_failures"] or []} for r in silver_rows}
     quarantined = {
         row.sha: row
         for row in quarantine.select(
@@ -100,31 +104,27 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
         ).collect()
     }
     bronze_shas = {r.sha for r in bronze.select(F.sha2("body", 256).alias("sha")).collect()}
-    misplaced = []
+    misplaced, false_flags = [], []
     for r in records.values():
-        outcome, single = r["outcome"], r["detection"] != "cross_event"
+        outcome = r["outcome"]
         if outcome == "residency_dropped":
             ok = r["body_sha256"] not in bronze_shas and r["body_sha256"] not in quarantined
         elif outcome == "duplicate":  # the copy is counted, the original kept once
             ok = silver_ids.get(r["event_id"], 0) == 1 or r["body_sha256"] in quarantined
-        elif outcome == "quarantined" and single:
+        elif outcome == "quarantined":  # single-event kinds and per-vehicle ones alike
             row = quarantined.get(r["body_sha256"])
             ok = row is not None and r["reason"] in {f.rule for f in row.reasons}
-        else:  # curated, or a cross-event kind that the per-vehicle checks (a later issue) catch
-            ok = silver_ids.get(r["event_id"]) == 1 or (
-                r["body_sha256"] in quarantined and not single
-            )
-            if outcome == "curated" and r["flags"]:
-                ok = ok and silver_ids.get(r["event_id"]) == 1
+        else:
+            ok = silver_ids.get(r["event_id"]) == 1 and set(r["flags"]) <= flags[r["event_id"]]
+            vehicle = {f for f in flags.get(r["event_id"], ()) if f.startswith("vehicle.")}
+            if ok and not r["fault"] and vehicle:
+                false_flags.append((r["index"], sorted(vehicle)))
         if not ok:
             misplaced.append((r["index"], outcome, r["fault"], r["reason"]))
+    assert false_flags == [], false_flags[:20]
     assert misplaced == [], misplaced[:20]
-    single_faults = {
-        r["fault"]
-        for r in records.values()
-        if r["outcome"] == "quarantined" and r["detection"] != "cross_event"
-    }
-    assert len(single_faults) >= 20, "the small fleet should carry every single-event kind"
+    caught = {r["fault"] for r in records.values() if r["outcome"] == "quarantined" or r["flags"]}
+    assert len(caught) >= 25, "the small fleet should carry every kind, single and cross-event"
     _expect_exact_tables(spark, cfg, messages)
     _no_china_data_anywhere(
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]

@@ -1,0 +1,477 @@
+"""Per-vehicle checks across events: the ingest query's stateful stage.
+
+Some bad input only shows against the same vehicle's earlier events (domain brief, kinds 1, 3, 4,
+8 and 9): an odometer going backwards, a position jump no car can drive, a speed that disagrees
+with the distance between fixes (km/h or mph in an m/s field), a replayed ``(boot_id, seq_num)``,
+a clock running a constant 18 s ahead (GPS time), a sensor stuck while the car moves.
+
+The stage runs in the streaming query, before ``foreachBatch``: ``transformWithStateInPandas``
+grouped by VIN, with the state in Spark's state store (RocksDB) and checkpointed with the query,
+so a restart neither forgets nor double-counts. A TTL drops vehicles that go quiet.
+
+What the stage sees and keeps, per VIN (a small JSON document, a few hundred bytes):
+
+* the last few boots with their highest ``seq_num`` and a 512-bit window of the ``seq_num``
+  values seen (a late event is accepted once; the same one again is a replay);
+* the last 8 trusted fixes (time, position, speed, odometer), so an event that arrives out of
+  order is compared with its neighbours in event time, not with whatever came last;
+* the recent time steps of the current boot (the vehicle's own cadence) and stuck-sensor timers.
+
+Within a micro-batch a vehicle's events are put in order first: boots by time, then ``seq_num``
+within a boot (the vehicle's own counter, which a wrong clock cannot reorder).
+
+Only trusted events update the state: not undecodable, not residency-dropped (nothing of a
+mainland-China event is ever kept, not even in the checkpoint), not failing a row-level
+``quarantine``/``fail`` rule on a field the stage reads, and not failing a vehicle rule (a
+stuck-sensor warning excepted). Each rule is reported like an expectation: a failure struct
+(rule, column, observed, on_failure) that the ingest job merges with the row-level failures, so
+quarantine reasons and the data quality table name vehicle rules the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+
+from jobs.config import VehicleConfig
+from jobs.decode import DECODE_ERROR, PAYLOAD
+from jobs.quality.checks import EventTypeChecks
+
+ODOMETER_MONOTONIC = "vehicle.odometer_monotonic"
+POSITION_JUMP = "vehicle.position_jump"
+SPEED_DISTANCE = "vehicle.speed_distance_agreement"
+SEQ_REPLAY = "vehicle.seq_replay"
+CLOCK_OFFSET = "vehicle.clock_offset"
+SENSOR_STUCK = "vehicle.sensor_stuck"
+RULES = (SEQ_REPLAY, CLOCK_OFFSET, ODOMETER_MONOTONIC, POSITION_JUMP, SPEED_DISTANCE, SENSOR_STUCK)
+RULE_COLUMNS = {
+    SEQ_REPLAY: "boot_id,seq_num", CLOCK_OFFSET: "event_time", ODOMETER_MONOTONIC: "odometer_m",
+    POSITION_JUMP: "lat,lon", SPEED_DISTANCE: "speed_mps", SENSOR_STUCK: "",
+}  # fmt: skip
+SUITE = "vehicle"
+CHASSIS = "vehicle.chassis_snapshot"
+
+FAILURES = "_vehicle_failures"
+# Spark hands a pandas processor positional names (``_24``) for columns whose names start with
+# an underscore, so around the stateful operator those are renamed (``u_decode_error``) and back.
+TRUSTED = "vehicle_trusted"
+_FIELDS = "vehicle_fields"
+_OUT = "vehicle_failures"
+_MAPS = ("properties", "systemProperties")
+_SEQ_WINDOW = 512
+_KEEP_FIXES, _KEEP_STEPS, _KEEP_BOOTS = 8, 6, 4
+
+
+# ---------------------------------------------------------------------------------------------
+# the streaming plan around the stateful processor
+
+
+def add_vehicle_checks(
+    prepared: DataFrame, cfg: VehicleConfig, checks: dict[str, EventTypeChecks], residency: str
+) -> DataFrame:
+    """``prepared`` (decoded envelope, residency column) plus ``_vehicle_failures``.
+
+    Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
+    input row comes out once, with the same columns plus the failures."""
+    fields = list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
+    payload_type = ", ".join(f"`{f}` double" for f in fields)
+    staged = with_trust(
+        prepared.withColumn(_FIELDS, F.from_json(F.col(PAYLOAD), payload_type)),
+        checks,
+        fields,
+        residency,
+    ).withColumns({m: F.to_json(m) for m in _MAPS if m in prepared.columns})
+    hidden = [c for c in staged.columns if c.startswith("_")]
+    staged = staged.withColumnsRenamed({c: f"u{c}" for c in hidden})
+    checked = staged.groupBy("vin").transformWithStateInPandas(
+        statefulProcessor=VehicleChecks(cfg, fields),
+        outputStructType=_output_schema(staged),
+        outputMode="Append",
+        timeMode="ProcessingTime",  # the state's TTL counts processing time
+    )
+    return (
+        checked.withColumnsRenamed({f"u{c}": c for c in hidden} | {_OUT: FAILURES})
+        .withColumns(
+            {m: F.from_json(m, "map<string,string>") for m in _MAPS if m in prepared.columns}
+        )
+        .drop(_FIELDS, TRUSTED)
+    )
+
+
+_SQL_WORDS = {"and", "or", "not", "case", "when", "then", "else", "end", "is", "null", "in",
+              "true", "false", "between", "like", "as"}  # fmt: skip
+
+
+def _identifiers(expression: str) -> set[str]:
+    """Column names a derived-column expression reads (words that are not SQL or a function)."""
+    without_strings = re.sub(r"'[^']*'", "", expression)
+    words = re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b(?!\s*\()", without_strings)
+    return {w for w in words if w.lower() not in _SQL_WORDS}
+
+
+def _output_schema(staged: DataFrame) -> Any:
+    from pyspark.sql import types as T
+
+    failure = T.StructType([
+        T.StructField("rule", T.StringType()), T.StructField("column", T.StringType()),
+        T.StructField("observed", T.StringType()), T.StructField("on_failure", T.StringType()),
+    ])  # fmt: skip
+    return T.StructType([*staged.schema.fields, T.StructField(_OUT, T.ArrayType(failure))])
+
+
+def with_trust(
+    df: DataFrame, checks: dict[str, EventTypeChecks], fields: list[str], residency: str
+) -> DataFrame:
+    """Add ``_vehicle_trusted``: true for rows the state may learn from. Decodable, not
+    residency-dropped, and passing every row-level quarantine/fail rule of its type that reads
+    only the envelope and the payload fields this stage reads (the suites' own conditions)."""
+    added = [f for f in fields if f not in df.columns]
+    probe = df.withColumns({f: F.col(f"{_FIELDS}.`{f}`") for f in added})
+    bad: Column = F.lit(False)
+    for event_type, type_checks in checks.items():
+        for suite in type_checks.suites:
+            for name, expression in suite.derived_columns.items():
+                if name in probe.columns or not _identifiers(expression) <= set(probe.columns):
+                    continue  # it reads a payload field this stage does not read
+                probe = probe.withColumn(name, F.expr(expression))
+                added.append(name)
+        failing: Column = F.lit(False)
+        for check in type_checks.checks:
+            if check.rule.on_failure in ("quarantine", "fail") and set(check.rule.columns) <= set(
+                probe.columns
+            ):
+                failing = failing | F.coalesce(check.condition, F.lit(False))
+        bad = bad | ((F.col("event_type") == event_type) & failing)
+    trusted = (
+        F.col(DECODE_ERROR).isNull()
+        & F.col(residency).isNull()
+        & F.col("vin").isNotNull()
+        & ~F.coalesce(bad, F.lit(False))
+    )
+    return probe.withColumn(TRUSTED, trusted).drop(*added)
+
+
+# ---------------------------------------------------------------------------------------------
+# the processor
+
+
+def _seconds(series: pd.Series) -> pd.Series:
+    """Timestamps as epoch seconds (NaN for null)."""
+    values = pd.to_datetime(series, utc=True)
+    out = (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return out.astype("float64")
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine), metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+@dataclass
+class Fix:
+    t: float
+    lat: float | None
+    lon: float | None
+    speed: float | None
+    odometer: float | None
+
+
+class VehicleState:
+    """One vehicle's memory, as kept in the state store (JSON)."""
+
+    def __init__(self, doc: dict[str, Any] | None = None) -> None:
+        doc = doc or {}
+        # boot_id -> [highest seq_num, seen-window bits as hex, last event time]
+        self.boots: dict[str, list[Any]] = doc.get("boots", {})
+        self.fixes = [Fix(*f) for f in doc.get("fixes", [])]
+        self.steps: list[float] = doc.get("steps", [])
+        self.last: list[Any] | None = doc.get("last")  # [boot_id, event time]
+        self.stuck: dict[str, list[float]] = doc.get("stuck", {})  # field -> [value, since]
+
+    def dump(self) -> str:
+        return json.dumps({
+            "boots": self.boots, "fixes": [[f.t, f.lat, f.lon, f.speed, f.odometer] for f in self.fixes],
+            "steps": self.steps, "last": self.last, "stuck": self.stuck,
+        }, separators=(",", ":"))  # fmt: skip
+
+    # -- what the rules read
+
+    def seen(self, boot: str, seq: int) -> str | None:
+        """Why (boot, seq) is a replay, or None."""
+        known = self.boots.get(boot)
+        if known is None:
+            return None
+        top, bits = int(known[0]), int(known[1], 16)
+        if seq <= top - _SEQ_WINDOW:
+            return f"seq_num {seq} is {top - seq} behind {top} in boot {boot}"
+        if seq <= top and (bits >> (top - seq)) & 1:
+            return f"seq_num {seq} of boot {boot} was seen before"
+        return None
+
+    def neighbours(self, t: float) -> tuple[Fix | None, Fix | None]:
+        before = [f for f in self.fixes if f.t <= t]
+        after = [f for f in self.fixes if f.t > t]
+        return (before[-1] if before else None), (after[0] if after else None)
+
+    # -- learning from a trusted event
+
+    def learn(self, boot: str | None, seq: int | None, t: float, fix: Fix | None) -> None:
+        if boot is not None and seq is not None:
+            top, bits, last_t = self.boots.get(boot, [seq, "0", t])
+            top, bits = int(top), int(bits, 16)
+            if seq > top:
+                bits, top = (bits << (seq - top)) & ((1 << _SEQ_WINDOW) - 1), seq
+            bits |= 1 << (top - seq)
+            self.boots[boot] = [top, format(bits, "x"), max(float(last_t), t)]
+            if len(self.boots) > _KEEP_BOOTS:
+                oldest = min(self.boots, key=lambda b: self.boots[b][2])
+                del self.boots[oldest]
+        if self.last is not None and self.last[0] == boot:
+            if t >= self.last[1]:
+                self.steps = [*self.steps, t - self.last[1]][-_KEEP_STEPS:]
+                self.last = [boot, t]
+        else:
+            self.steps, self.last = [], [boot, t]
+        if fix is not None:
+            self.fixes = sorted([*self.fixes, fix], key=lambda f: f.t)[-_KEEP_FIXES:]
+
+
+class VehicleChecks(StatefulProcessor):
+    """The rules, per VIN; see the module docstring."""
+
+    def __init__(self, cfg: VehicleConfig, fields: list[str]) -> None:
+        self.cfg, self.fields = cfg, fields
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        ttl_ms = int(self.cfg.state_ttl_hours * 3600 * 1000)
+        self.state = handle.getValueState("vehicle", "doc string", ttl_ms)
+
+    def handleInputRows(
+        self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
+    ) -> Iterator[pd.DataFrame]:
+        batch = pd.concat(list(rows), ignore_index=True)
+        trusted = batch[TRUSTED].fillna(False).astype(bool)
+        if key[0] is None or not trusted.any():
+            batch[_OUT] = [[] for _ in range(len(batch))]
+            yield batch
+            return
+        stored = self.state.get() if self.state.exists() else None
+        state = VehicleState(json.loads(stored[0]) if stored else None)
+        failures = check_vehicle(batch, state, self.cfg, self.fields)
+        batch[_OUT] = failures
+        self.state.update((state.dump(),))
+        yield batch
+
+    def close(self) -> None:
+        pass
+
+
+def order(batch: pd.DataFrame) -> list[int]:
+    """Row positions in check order: boots by their first event time, then seq_num, then arrival."""
+    t = _seconds(batch["event_time"])
+    boot = batch["boot_id"].fillna("")
+    first = t.groupby(boot).transform("min")
+    frame = pd.DataFrame({
+        "first": first.fillna(math.inf), "boot": boot, "seq": batch["seq_num"].fillna(-1),
+        "enq": _seconds(batch["enqueuedTime"]), "p": batch["partition"], "s": batch["sequenceNumber"],
+    })  # fmt: skip
+    return list(frame.sort_values(["first", "boot", "seq", "enq", "p", "s"], kind="stable").index)
+
+
+def check_vehicle(
+    batch: pd.DataFrame, state: VehicleState, cfg: VehicleConfig, fields: list[str]
+) -> list[list[dict[str, str]]]:
+    """Failures per row of one vehicle's events (in input order); updates ``state``."""
+    out: list[list[dict[str, str]]] = [[] for _ in range(len(batch))]
+    t_all, enq_all = _seconds(batch["event_time"]), _seconds(batch["enqueuedTime"])
+    payload = batch[_FIELDS]
+    for i in order(batch):
+        if not bool(batch[TRUSTED].iat[i]) or math.isnan(t_all.iat[i]):
+            continue
+        values = payload.iat[i] or {}
+        row = _Row(
+            batch["event_type"].iat[i], batch["boot_id"].iat[i], _int(batch["seq_num"].iat[i]),
+            float(t_all.iat[i]), float(enq_all.iat[i]),
+            {f: _num(values.get(f)) for f in fields},
+        )  # fmt: skip
+        found = _rules(row, state, cfg)
+        out[i] = [
+            {"rule": rule, "column": RULE_COLUMNS[rule], "observed": observed,
+             "on_failure": cfg.action(rule)}
+            for rule, observed in found if cfg.action(rule) != "off"
+        ]  # fmt: skip
+        rules = {rule for rule, _ in found}
+        if rules & {SEQ_REPLAY, CLOCK_OFFSET}:
+            continue  # a replayed event, or one whose time is wrong, teaches nothing
+        _stuck_learn(row, state, cfg)
+        moved_wrong = rules & {ODOMETER_MONOTONIC, POSITION_JUMP, SPEED_DISTANCE}
+        state.learn(row.boot, row.seq, row.t, None if moved_wrong else row.fix())
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+@dataclass
+class _Row:
+    event_type: str
+    boot: str | None
+    seq: int | None
+    t: float
+    enqueued: float
+    values: dict[str, float | None]
+
+    def fix(self) -> Fix | None:
+        lat, lon = self.values.get("lat"), self.values.get("lon")
+        has_position = lat is not None and lon is not None and not (lat == 0 and lon == 0)
+        chassis = self.event_type == CHASSIS
+        speed = self.values.get("speed_mps") if chassis else None
+        odometer = self.values.get("odometer_m") if chassis else None
+        if not has_position and odometer is None:
+            return None
+        return Fix(
+            self.t, lat if has_position else None, lon if has_position else None, speed, odometer
+        )
+
+
+def _rules(row: _Row, state: VehicleState, cfg: VehicleConfig) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if row.boot is not None and row.seq is not None:
+        replay = state.seen(row.boot, row.seq)
+        if replay:
+            found.append((SEQ_REPLAY, replay))
+    clock = _clock(row, state, cfg)
+    if clock:
+        found.append((CLOCK_OFFSET, clock))
+    fix = row.fix()
+    if fix is not None:
+        before, after = state.neighbours(row.t)
+        # with its clock off, the event's time says nothing about speeds: only the odometer
+        found += _motion(fix, before, after, cfg, timed=not clock)
+    stuck = _stuck(row, state, cfg)
+    if stuck:
+        found.append((SENSOR_STUCK, stuck))
+    return found
+
+
+def _clock(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
+    ahead = row.t - row.enqueued
+    if not math.isnan(ahead) and ahead > cfg.max_clock_ahead_s:
+        return f"event_time {ahead:.1f} s ahead of the enqueued time"
+    if state.last is None or state.last[0] != row.boot or not state.steps:
+        return None
+    step = row.t - state.last[1]
+    # events of different types interleave, so any step from 0 to the longest recent one is usual
+    low, high = -cfg.clock_tolerance_s, max(state.steps) + cfg.clock_tolerance_s
+    for offset in cfg.clock_offsets_s:
+        if high - low >= offset:
+            continue  # the vehicle's recent steps vary too much to tell this offset apart
+        for sign in (1, -1):
+            if low <= step - sign * offset <= high:
+                return (
+                    f"event_time steps {step:.1f} s after the last event: a usual step "
+                    f"(up to {max(state.steps):.1f} s) {'+' if sign > 0 else '-'} "
+                    f"a {offset:g} s clock offset"
+                )
+    return None
+
+
+def _motion(
+    fix: Fix, before: Fix | None, after: Fix | None, cfg: VehicleConfig, *, timed: bool
+) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    tol = cfg.odometer_tolerance_m
+    if fix.odometer is not None:
+        if (
+            before is not None
+            and before.odometer is not None
+            and fix.odometer < before.odometer - tol
+        ):
+            found.append(
+                (ODOMETER_MONOTONIC, f"{fix.odometer:.1f} m after {before.odometer:.1f} m")
+            )
+        elif (
+            after is not None and after.odometer is not None and fix.odometer > after.odometer + tol
+        ):
+            found.append(
+                (ODOMETER_MONOTONIC, f"{fix.odometer:.1f} m before {after.odometer:.1f} m")
+            )
+    if fix.lat is None or fix.lon is None or not timed:
+        return found
+    for other in (before, after):
+        if other is None or other.lat is None or other.lon is None:
+            continue
+        dt = abs(fix.t - other.t)
+        implied = _distance_m(other.lat, other.lon, fix.lat, fix.lon) / max(dt, 1.0)
+        if implied > cfg.max_speed_mps:
+            found.append((POSITION_JUMP, f"{implied:.0f} m/s over {dt:.1f} s"))
+            return found
+    if (
+        fix.speed is not None and before is not None and before.speed is not None
+        and before.lat is not None and before.lon is not None
+        and 0 < fix.t - before.t <= cfg.max_fix_gap_s
+    ):  # fmt: skip
+        dt = fix.t - before.t
+        implied = _distance_m(before.lat, before.lon, fix.lat, fix.lon) / dt
+        reported = (fix.speed + before.speed) / 2
+        base = max(cfg.speed_tolerance_mps, cfg.speed_tolerance_ratio * implied)
+        # Both the mean of the two readings and this reading alone must disagree, each beyond
+        # what braking or accelerating between the fixes can explain (a*dt/4 for the mean of
+        # the ends, a*dt/2 for one end), so a hard stop is not mistaken for a unit error.
+        swing = cfg.speed_change_mps2 * dt
+        if (
+            abs(reported - implied) > base + swing / 4
+            and abs(fix.speed - implied) > base + swing / 2
+        ):
+            found.append(
+                (
+                    SPEED_DISTANCE,
+                    f"reported {reported:.1f} m/s, {implied:.1f} m/s from the fixes over {dt:.1f} s",
+                )
+            )
+    return found
+
+
+def _stuck(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
+    speed = row.values.get("speed_mps")
+    if row.event_type != CHASSIS or speed is None or speed < cfg.stuck_min_speed_mps:
+        return None
+    for name in cfg.stuck_fields:
+        value, held = row.values.get(name), state.stuck.get(name)
+        if (
+            value is not None
+            and held is not None
+            and held[0] == value
+            and row.t - held[1] > cfg.stuck_after_s
+        ):
+            return f"{name} unchanged at {value:g} for {row.t - held[1]:.0f} s while moving"
+    return None
+
+
+def _stuck_learn(row: _Row, state: VehicleState, cfg: VehicleConfig) -> None:
+    if row.event_type != CHASSIS:
+        return
+    for name in cfg.stuck_fields:
+        value, held = row.values.get(name), state.stuck.get(name)
+        if value is not None and (held is None or held[0] != value):
+            state.stuck[name] = [value, row.t]

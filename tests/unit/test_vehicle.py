@@ -1,0 +1,169 @@
+"""The per-vehicle rules on one vehicle's events, without Spark (``jobs.vehicle.check_vehicle``).
+
+A clean trip: a snapshot every 5 s at 10 m/s heading north (about 0.00045 deg of latitude)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from jobs.config import VehicleConfig
+from jobs.vehicle import (
+    _FIELDS,
+    CHASSIS,
+    CLOCK_OFFSET,
+    ODOMETER_MONOTONIC,
+    POSITION_JUMP,
+    SENSOR_STUCK,
+    SEQ_REPLAY,
+    SPEED_DISTANCE,
+    TRUSTED,
+    VehicleState,
+    check_vehicle,
+)
+
+CFG = VehicleConfig()
+FIELDS = ["lat", "lon", "speed_mps", "odometer_m", *CFG.stuck_fields]
+T0 = pd.Timestamp("2026-11-20T10:00:00Z")
+STEP_DEG = 50 / 111_320  # 50 m north per 5 s
+
+
+def _trip(n: int, *, boot: str = "b1", start_seq: int = 1, start: int = 0) -> list[dict]:
+    rows = []
+    for i in range(start, start + n):
+        rows.append({
+            "event_type": CHASSIS, "boot_id": boot, "seq_num": start_seq + i - start,
+            "event_time": T0 + pd.Timedelta(seconds=5 * i),
+            "fields": {"lat": 48.0 + i * STEP_DEG, "lon": 11.0, "speed_mps": 10.0,
+                       "odometer_m": 1000.0 + 50 * i, "steering_pct": float(i % 7),
+                       "heading_deg": 0.0 + (i % 3), "hdop": 1.0 + (i % 5) / 10},
+        })  # fmt: skip
+    return rows
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "event_type": [r["event_type"] for r in rows],
+        "boot_id": [r["boot_id"] for r in rows],
+        "seq_num": [r["seq_num"] for r in rows],
+        "event_time": [r["event_time"] for r in rows],
+        "enqueuedTime": [r.get("enqueued", T0 + pd.Timedelta(hours=1)) for r in rows],
+        "partition": ["0"] * len(rows),
+        "sequenceNumber": list(range(len(rows))),
+        TRUSTED: [r.get("trusted", True) for r in rows],
+        _FIELDS: [r["fields"] for r in rows],
+    })  # fmt: skip
+
+
+def _rules(rows: list[dict], state: VehicleState | None = None, cfg: VehicleConfig = CFG):
+    state = state if state is not None else VehicleState()
+    failures = check_vehicle(_frame(rows), state, cfg, FIELDS)
+    return [sorted(f["rule"] for f in row) for row in failures], state
+
+
+def test_a_clean_trip_raises_nothing() -> None:
+    flags, state = _rules(_trip(40))
+    assert flags == [[]] * 40
+    assert len(state.fixes) == 8 and state.steps == [5.0] * 6
+
+
+def test_an_odometer_going_back_is_caught_and_not_learned() -> None:
+    rows = _trip(10)
+    rows[6]["fields"]["odometer_m"] -= 20_000
+    flags, state = _rules(rows)
+    assert flags[6] == [ODOMETER_MONOTONIC]
+    assert all(f == [] for i, f in enumerate(flags) if i != 6), "the next event is fine"
+
+
+def test_a_position_jump_and_a_kmh_speed() -> None:
+    rows = _trip(12)
+    rows[4]["fields"]["lat"] += 0.5  # 55 km in 5 s
+    rows[9]["fields"]["speed_mps"] = 36.0  # 10 m/s written as km/h
+    flags, _ = _rules(rows)
+    assert flags[4] == [POSITION_JUMP] and flags[9] == [SPEED_DISTANCE]
+    assert sum(bool(f) for f in flags) == 2
+
+
+def test_a_replay_is_caught_also_in_a_later_batch_and_late_events_are_accepted_once() -> None:
+    rows = _trip(10)
+    late = rows.pop(5)
+    flags, state = _rules(rows)
+    assert flags == [[]] * 9
+    again, state = _rules([late], state)  # arrives late, never seen: accepted
+    assert again == [[]]
+    replayed, state = _rules([dict(late)], state)  # the same seq_num once more
+    assert replayed == [[SEQ_REPLAY]]
+    copy = dict(_trip(3)[1])
+    old_boot, _ = _rules([copy], state)
+    assert old_boot == [[SEQ_REPLAY]]
+
+
+def test_a_gps_clock_18_s_ahead_is_flagged_without_harming_its_neighbours() -> None:
+    rows = _trip(12)
+    rows[7]["event_time"] += pd.Timedelta(seconds=18)
+    flags, _ = _rules(rows)
+    assert flags[7] == [CLOCK_OFFSET]
+    assert all(f == [] for i, f in enumerate(flags) if i != 7)
+
+
+def test_a_clock_ahead_of_the_enqueued_time_is_flagged() -> None:
+    rows = _trip(3)
+    for r in rows:
+        r["enqueued"] = r["event_time"] + pd.Timedelta(seconds=1)
+    rows[2]["enqueued"] = rows[2]["event_time"] - pd.Timedelta(seconds=18)
+    flags, _ = _rules(rows)
+    assert flags == [[], [], [CLOCK_OFFSET]]
+
+
+def test_out_of_order_events_are_checked_against_their_neighbours_in_time() -> None:
+    rows = _trip(10)
+    first, state = _rules(rows[:4] + rows[5:])
+    assert first == [[]] * 9
+    late, _ = _rules([rows[4]], state)
+    assert late == [[]], "the late fix sits between its neighbours: no jump, no odometer fault"
+
+
+def test_a_sensor_stuck_while_moving_warns_and_does_not_block_learning() -> None:
+    rows = _trip(150)  # 750 s
+    for r in rows:
+        r["fields"]["steering_pct"] = 3.0
+    flags, state = _rules(rows)
+    stuck = [i for i, f in enumerate(flags) if f == [SENSOR_STUCK]]
+    assert stuck and stuck[0] == 121 and stuck[-1] == 149  # unchanged for more than 600 s
+    assert state.fixes[-1].t == rows[-1]["event_time"].timestamp()
+
+
+def test_untrusted_events_are_not_checked_and_not_learned() -> None:
+    rows = _trip(6)
+    rows[3]["trusted"] = False
+    rows[3]["fields"]["lat"] = 4_500_000.0  # UTM metres; the row-level rule quarantines it
+    flags, state = _rules(rows)
+    assert flags == [[]] * 6
+    assert all(f.lat < 90 for f in state.fixes)
+
+
+def test_rules_can_be_switched_off_or_made_warnings() -> None:
+    cfg = VehicleConfig(
+        on_failure={"vehicle.odometer_monotonic": "warn", "vehicle.position_jump": "off"}
+    )
+    rows = _trip(8)
+    rows[3]["fields"]["odometer_m"] -= 5000
+    rows[6]["fields"]["lat"] += 1.0
+    failures = check_vehicle(_frame(rows), VehicleState(), cfg, FIELDS)
+    assert [f["on_failure"] for f in failures[3]] == ["warn"]
+    assert failures[6] == []
+
+
+def test_the_state_survives_its_json_form_and_stays_small() -> None:
+    _, state = _rules(_trip(300))
+    doc = state.dump()
+    again = VehicleState(json.loads(doc))
+    assert again.dump() == doc
+    assert len(doc) < 1200, len(doc)
+
+
+def test_config_rejects_an_unknown_rule() -> None:
+    with pytest.raises(ValueError, match="unknown rule"):
+        VehicleConfig(on_failure={"vehicle.nope": "warn"})
