@@ -69,7 +69,8 @@ def check_write_schema(opts: DeltaRsOptions, schema: StructType) -> DeltaRsOptio
     clashes = [
         f"{f.name} is {f.dataType.simpleString()} in the write but {existing[f.name].simpleString()} in the table"
         for f in schema.fields
-        if f.name in existing and existing[f.name] != f.dataType
+        # nullability aside: a column the write fills without nulls fits a nullable one
+        if f.name in existing and existing[f.name].simpleString() != f.dataType.simpleString()
     ]
     if clashes:
         raise SinkError(f"deltars: incompatible schema for {opts.path}: " + "; ".join(clashes))

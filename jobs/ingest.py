@@ -82,6 +82,7 @@ class BatchStats:
     seconds: float = 0.0
     validation_seconds: float = 0.0
     max_enqueued: datetime | None = None
+    silver_committed_at: datetime | None = None  # when this batch became visible in silver
     started: float = field(default_factory=time.monotonic)
     steps: dict[str, float] = field(default_factory=dict)
 
@@ -244,6 +245,7 @@ class Ingest:
                     table = self.registry.latest(event_type).table
                     silver = self._silver(checked)
                     self._write(silver, silver_table(table), txn, partition_by=("event_date",))
+            stats.silver_committed_at = datetime.now(timezone.utc)
             with stats.step("write quarantine"):
                 quarantine = self._quarantine(fresh, typed)
                 self._write(quarantine, QUARANTINE, txn, partition_by=("ingest_date",))
@@ -463,16 +465,20 @@ class Ingest:
 
     def _batch_row(self, stats: BatchStats) -> DataFrame:
         row = {
-            k: v for k, v in asdict(stats).items() if k not in ("max_enqueued", "started", "steps")
+            k: v
+            for k, v in asdict(stats).items()
+            if k not in ("max_enqueued", "started", "steps", "silver_committed_at")
         }
         row = {
             k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in row.items()
         }
         row["committed_at"] = datetime.now(timezone.utc)
         row["max_enqueued"] = stats.max_enqueued
+        row["silver_committed_at"] = stats.silver_committed_at
         schema = ("query_id string, batch_id long, received long, residency_dropped string, bronze long, "
                   "duplicates long, quarantined string, silver string, warned long, seconds double, "
-                  "validation_seconds double, committed_at timestamp, max_enqueued timestamp")  # fmt: skip
+                  "validation_seconds double, committed_at timestamp, max_enqueued timestamp, "
+                  "silver_committed_at timestamp")  # fmt: skip
         return self.spark.createDataFrame([row], schema)
 
     def _write(

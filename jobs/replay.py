@@ -23,6 +23,8 @@ from jobs.ingest import QUARANTINE, silver_table
 from jobs.quality.checks import INGEST_TIME
 from jobs.quality.rows import ACTION
 from jobs.run import build_ingest
+from jobs.vehicle import FAILURES as VEHICLE_FAILURES
+from jobs.vehicle import carried_failures
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ def replay(
         F.create_map().cast("map<string,string>").alias("properties"),
         F.col("enqueuedTime").alias(INGEST_TIME),
         F.lit(-run).cast("long").alias("batch_id"), F.lit(f"replay-{run}").alias("query_id"),
+        carried_failures(F.col("reasons"), cfg.vehicle).alias(VEHICLE_FAILURES),
     ).persist()  # fmt: skip
+    cached: list[DataFrame] = []
     try:
         result.candidates = events.count()
         if not result.candidates:
@@ -77,7 +81,7 @@ def replay(
             events, ingest.registry, max_body_bytes=cfg.quality.max_body_bytes
         )
         releases: list[DataFrame] = []
-        for event_type in ingest.checks:
+        for event_type in ingest.checks:  # (each type's frame stays cached until the end)
             checked = ingest._checked(decoded, event_type)
             passing = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
             table = silver_table(ingest.registry.latest(event_type).table)
@@ -85,6 +89,7 @@ def replay(
                 curated = tables.read_table(spark, cfg, table).select("event_id")
                 passing = passing.join(curated, "event_id", "left_anti")
             passing = passing.persist()
+            cached.append(passing)
             count = passing.count()
             if count:
                 result.released[table] = count
@@ -104,7 +109,8 @@ def replay(
                 union = union.unionByName(part)
             tables.write_table(union, cfg, RELEASES, txn=(APP_ID, run), merge_schema=True)
     finally:
-        events.unpersist()
+        for frame in (events, *cached):
+            frame.unpersist()
     logger.info("replay run %d: %d candidates, released %s, %d still failing%s", run,
                 result.candidates, result.released, result.still_failing, " (dry run)" if dry_run else "")  # fmt: skip
     return result

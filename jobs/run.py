@@ -33,6 +33,7 @@ class RunResult:
     batches: list[BatchStats] = field(default_factory=list)
     seconds: float = 0.0
     query_id: str | None = None
+    progress: dict[str, Any] | None = None  # the query's last progress report
 
     @property
     def received(self) -> int:
@@ -122,13 +123,14 @@ def run_ingest(
     spark: SparkSession | None = None,
     timeout_s: float | None = None,
     on_batch: Callable[[BatchStats], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
-    """Run the ingest query until stopped (Ctrl-C) or, with ``available_now``, until it has
-    processed what the hub held when it started."""
+    """Run the ingest query until stopped (Ctrl-C, or ``stop`` set) or, with ``available_now``,
+    until it has processed what the hub held when it started."""
     if spark is None:
         with spark_session(cfg) as session:
             return run_ingest(cfg, available_now=available_now, gx=gx, out=out, spark=session,
-                              timeout_s=timeout_s, on_batch=on_batch)  # fmt: skip
+                              timeout_s=timeout_s, on_batch=on_batch, stop=stop)  # fmt: skip
     register_data_sources(spark)
     result = RunResult()
     started = time.monotonic()
@@ -181,6 +183,8 @@ def run_ingest(
                 and not query.status["isTriggerActive"]
             ):
                 break
+            if stop is not None and stop.is_set():
+                break
             if timeout_s is not None and time.monotonic() - started > timeout_s:
                 raise JobsError(f"ingest: still running after {timeout_s:.0f} s; stopped")
     except KeyboardInterrupt:
@@ -188,6 +192,7 @@ def run_ingest(
                   "(it is re-run from the checkpoint next time)\n")  # fmt: skip
     finally:
         line.close()
+        result.progress = query.lastProgress
         query.stop()
     error = query.exception()
     if error is not None:

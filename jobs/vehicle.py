@@ -160,6 +160,21 @@ def with_trust(
     return probe.withColumn(TRUSTED, trusted).drop(*added)
 
 
+def carried_failures(reasons: Column, cfg: VehicleConfig) -> Column:
+    """A quarantined row's per-vehicle failures, for replay: the state has moved on, so they are
+    not re-evaluated but kept, with today's ``on_failure`` (a rule switched off drops out)."""
+
+    def action(rule: Column) -> Column:
+        out: Column = F.lit(None).cast("string")
+        for name in RULES:
+            out = F.when(rule == name, F.lit(cfg.action(name))).otherwise(out)
+        return out
+
+    kept = F.filter(reasons, lambda r: r["rule"].startswith("vehicle."))
+    remapped = F.transform(kept, lambda r: r.withField("on_failure", action(r["rule"])))
+    return F.filter(remapped, lambda r: r["on_failure"].isNotNull() & (r["on_failure"] != "off"))
+
+
 # ---------------------------------------------------------------------------------------------
 # the processor
 
@@ -193,6 +208,8 @@ class Fix:
     lon: float | None
     speed: float | None
     odometer: float | None
+    boot: str | None = None
+    seq: int | None = None
 
 
 class VehicleState:
@@ -204,12 +221,13 @@ class VehicleState:
         self.boots: dict[str, list[Any]] = doc.get("boots", {})
         self.fixes = [Fix(*f) for f in doc.get("fixes", [])]
         self.steps: list[float] = doc.get("steps", [])
-        self.last: list[Any] | None = doc.get("last")  # [boot_id, event time]
+        self.last: list[Any] | None = doc.get("last")  # [boot_id, event time, seq_num]
         self.stuck: dict[str, list[float]] = doc.get("stuck", {})  # field -> [value, since]
 
     def dump(self) -> str:
         return json.dumps({
-            "boots": self.boots, "fixes": [[f.t, f.lat, f.lon, f.speed, f.odometer] for f in self.fixes],
+            "boots": self.boots,
+            "fixes": [[f.t, f.lat, f.lon, f.speed, f.odometer, f.boot, f.seq] for f in self.fixes],
             "steps": self.steps, "last": self.last, "stuck": self.stuck,
         }, separators=(",", ":"))  # fmt: skip
 
@@ -227,10 +245,30 @@ class VehicleState:
             return f"seq_num {seq} of boot {boot} was seen before"
         return None
 
-    def neighbours(self, t: float) -> tuple[Fix | None, Fix | None]:
+    def neighbours(
+        self, t: float, boot: str | None, seq: int | None
+    ) -> tuple[Fix | None, Fix | None]:
+        """The trusted fixes just before and after an event. Within its boot the order is the
+        vehicle's own seq_num (a wrong clock cannot reorder it); across boots, event time."""
+        same = [f for f in self.fixes if boot is not None and f.boot == boot and f.seq is not None]
+        if seq is not None and same:
+            earlier = [f for f in same if (f.seq or 0) < seq]
+            later = [f for f in same if (f.seq or 0) > seq]
+            after = min(later, key=lambda f: f.seq or 0) if later else None
+            if earlier:
+                return max(earlier, key=lambda f: f.seq or 0), after
+            others = [f for f in self.fixes if f.boot != boot and f.t <= t]
+            return (others[-1] if others else None), after
         before = [f for f in self.fixes if f.t <= t]
-        after = [f for f in self.fixes if f.t > t]
-        return (before[-1] if before else None), (after[0] if after else None)
+        return (before[-1] if before else None), None
+
+    def before(self, fix: Fix) -> Fix | None:
+        """The positioned fix learned just before ``fix``."""
+        earlier = [f for f in self.fixes if f is not fix and f.t <= fix.t and f.lat is not None]
+        return earlier[-1] if earlier else None
+
+    def forget(self, fix: Fix) -> None:
+        self.fixes = [f for f in self.fixes if f is not fix]
 
     # -- learning from a trusted event
 
@@ -247,10 +285,11 @@ class VehicleState:
                 del self.boots[oldest]
         if self.last is not None and self.last[0] == boot:
             if t >= self.last[1]:
-                self.steps = [*self.steps, t - self.last[1]][-_KEEP_STEPS:]
-                self.last = [boot, t]
-        else:
-            self.steps, self.last = [], [boot, t]
+                if seq is not None and len(self.last) > 2 and seq == (self.last[2] or 0) + 1:
+                    self.steps = [*self.steps, t - self.last[1]][-_KEEP_STEPS:]
+                self.last = [boot, t, seq]
+        else:  # a new boot: the vehicle's cadence (steps) carries over
+            self.last = [boot, t, seq]
         if fix is not None:
             self.fixes = sorted([*self.fixes, fix], key=lambda f: f.t)[-_KEEP_FIXES:]
 
@@ -286,10 +325,13 @@ class VehicleChecks(StatefulProcessor):
 
 
 def order(batch: pd.DataFrame) -> list[int]:
-    """Row positions in check order: boots by their first event time, then seq_num, then arrival."""
+    """Row positions in check order: boots by time, then seq_num within a boot, then arrival."""
     t = _seconds(batch["event_time"])
     boot = batch["boot_id"].fillna("")
-    first = t.groupby(boot).transform("min")
+    # a boot's place in time: the median of its trusted events (one event with its clock reset
+    # to 1970 must not move the whole boot)
+    trusted_t = t.where(batch[TRUSTED].fillna(False).astype(bool))
+    first = trusted_t.groupby(boot).transform("median").fillna(t.groupby(boot).transform("median"))
     frame = pd.DataFrame({
         "first": first.fillna(math.inf), "boot": boot, "seq": batch["seq_num"].fillna(-1),
         "enq": _seconds(batch["enqueuedTime"]), "p": batch["partition"], "s": batch["sequenceNumber"],
@@ -350,8 +392,9 @@ class _Row:
         if not has_position and odometer is None:
             return None
         return Fix(
-            self.t, lat if has_position else None, lon if has_position else None, speed, odometer
-        )
+            self.t, lat if has_position else None, lon if has_position else None, speed,
+            odometer, self.boot, self.seq,
+        )  # fmt: skip
 
 
 def _rules(row: _Row, state: VehicleState, cfg: VehicleConfig) -> list[tuple[str, str]]:
@@ -365,9 +408,8 @@ def _rules(row: _Row, state: VehicleState, cfg: VehicleConfig) -> list[tuple[str
         found.append((CLOCK_OFFSET, clock))
     fix = row.fix()
     if fix is not None:
-        before, after = state.neighbours(row.t)
         # with its clock off, the event's time says nothing about speeds: only the odometer
-        found += _motion(fix, before, after, cfg, timed=not clock)
+        found += _motion(fix, state, cfg, timed=not clock)
     stuck = _stuck(row, state, cfg)
     if stuck:
         found.append((SENSOR_STUCK, stuck))
@@ -380,9 +422,13 @@ def _clock(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
         return f"event_time {ahead:.1f} s ahead of the enqueued time"
     if state.last is None or state.last[0] != row.boot or not state.steps:
         return None
+    gap = row.seq - (state.last[2] or 0) if row.seq is not None and len(state.last) > 2 else 0
+    if gap < 1:
+        return None
     step = row.t - state.last[1]
-    # events of different types interleave, so any step from 0 to the longest recent one is usual
-    low, high = -cfg.clock_tolerance_s, max(state.steps) + cfg.clock_tolerance_s
+    # Events of different types interleave, so any step from 0 to the longest recent one is
+    # usual, times the events in between that were not learned (quarantined, say).
+    low, high = -cfg.clock_tolerance_s, gap * max(state.steps) + cfg.clock_tolerance_s
     for offset in cfg.clock_offsets_s:
         if high - low >= offset:
             continue  # the vehicle's recent steps vary too much to tell this offset apart
@@ -397,9 +443,10 @@ def _clock(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
 
 
 def _motion(
-    fix: Fix, before: Fix | None, after: Fix | None, cfg: VehicleConfig, *, timed: bool
+    fix: Fix, state: VehicleState, cfg: VehicleConfig, *, timed: bool
 ) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
+    before, after = state.neighbours(fix.t, fix.boot, fix.seq)
     tol = cfg.odometer_tolerance_m
     if fix.odometer is not None:
         if (
@@ -418,14 +465,19 @@ def _motion(
             )
     if fix.lat is None or fix.lon is None or not timed:
         return found
-    for other in (before, after):
-        if other is None or other.lat is None or other.lon is None:
-            continue
-        dt = abs(fix.t - other.t)
-        implied = _distance_m(other.lat, other.lon, fix.lat, fix.lon) / max(dt, 1.0)
-        if implied > cfg.max_speed_mps:
-            found.append((POSITION_JUMP, f"{implied:.0f} m/s over {dt:.1f} s"))
+    if before is not None and _jump(before, fix, cfg):
+        earlier = state.before(before)
+        if earlier is not None and not _jump(earlier, fix, cfg):
+            # this event agrees with the fix before that one: the one in between was the jump
+            # (learned before anything could contradict it), so it is forgotten, not this one
+            state.forget(before)
+            before = earlier
+        else:
+            found.append((POSITION_JUMP, _jump(before, fix, cfg) or ""))
             return found
+    if after is not None and _jump(fix, after, cfg):
+        found.append((POSITION_JUMP, _jump(fix, after, cfg) or ""))
+        return found
     if (
         fix.speed is not None and before is not None and before.speed is not None
         and before.lat is not None and before.lon is not None
@@ -450,6 +502,15 @@ def _motion(
                 )
             )
     return found
+
+
+def _jump(a: Fix, b: Fix, cfg: VehicleConfig) -> str | None:
+    """Why going from fix ``a`` to fix ``b`` is faster than any car, or None."""
+    if a.lat is None or a.lon is None or b.lat is None or b.lon is None:
+        return None
+    dt = abs(b.t - a.t)
+    implied = _distance_m(a.lat, a.lon, b.lat, b.lon) / max(dt, 1.0)
+    return f"{implied:.0f} m/s over {dt:.1f} s" if implied > cfg.max_speed_mps else None
 
 
 def _stuck(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:

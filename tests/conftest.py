@@ -50,7 +50,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "2")
         .config(STATE_STORE_KEY, ROCKSDB)
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", "4g")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
