@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--write-rows", type=int, default=3_000_000,
                        help="rows for the Delta write benchmark (default 3000000)")  # fmt: skip
-    bench.add_argument("--only", choices=["quality", "delta_write", "pipeline"], action="append",
+    bench.add_argument("--only", choices=["quality", "delta_write", "pipeline", "vehicle"], action="append",
                        help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
     return parser
@@ -298,11 +298,11 @@ def _maintain(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs import register_data_sources
-    from jobs.bench import delta_write, pipeline, quality
+    from jobs.bench import delta_write, pipeline, quality, vehicle
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
-    only = set(args.only or ["quality", "delta_write", "pipeline"])
+    only = set(args.only or ["quality", "delta_write", "pipeline", "vehicle"])
     report = {}
     with spark_session(cfg) as spark:
         register_data_sources(spark)
@@ -319,6 +319,9 @@ def _bench(args: argparse.Namespace) -> int:
                 "bench pipeline: SDK vs eventhubs source vs ingest, %s events", f"{args.events:,}"
             )
             report["pipeline"] = pipeline.run(spark, cfg, events=args.events)
+        if "vehicle" in only:
+            logger.info("bench vehicle: per-vehicle rules over 100,000 simulated events")
+            report["vehicle"] = vehicle.run(cfg, events=100_000)
     print(json.dumps(report, indent=2))
     return 0
 

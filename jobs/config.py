@@ -110,6 +110,10 @@ class QualityConfig:
     dedup_window_hours: int = 48
     max_future_skew_s: int = 300
     max_event_age_days: int = 30
+    # GX validates each batch: "async" in the background after the batch commits (its verdicts
+    # go to dq_gx_results; the next batch does not wait), "inline" before the batch commits
+    # (verdicts in dq_results.gx_success), "off". The one-pass row checks always run inline.
+    gx_mode: Literal["async", "inline", "off"] = "async"
 
     def __post_init__(self) -> None:
         if self.dedup_window_hours < 24:

@@ -30,6 +30,7 @@ import logging
 import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -54,8 +55,8 @@ from jobs.vehicle import RULES as VEHICLE_RULES
 
 logger = logging.getLogger(__name__)
 
-BRONZE, QUARANTINE, DQ, BATCHES, EVENT_IDS = (
-    "bronze", "quarantine", "dq_results", "ingest_batches", "_state/event_ids",
+BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, EVENT_IDS = (
+    "bronze", "quarantine", "dq_results", "dq_gx_results", "ingest_batches", "_state/event_ids",
 )  # fmt: skip
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
 RESIDENCY = "_residency"
@@ -162,7 +163,26 @@ class Ingest:
         gx: bool = True,
     ) -> None:
         self.spark, self.cfg, self.registry, self.checks = spark, cfg, registry, checks
-        self.boundary, self.gx = boundary, gx
+        self.boundary = boundary
+        self.gx_mode = cfg.quality.gx_mode if gx else "off"
+        self.gx = self.gx_mode == "inline"  # verdicts before the batch commits
+        self._writers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-write")
+        self._gx_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx")
+        self._gx_pending: Future[None] | None = None
+
+    def close(self) -> None:
+        """Wait for the last batch's background GX validation, then stop the workers."""
+        self._wait_for_gx()
+        self._writers.shutdown()
+        self._gx_worker.shutdown()
+
+    def _wait_for_gx(self) -> None:
+        if self._gx_pending is not None:
+            try:
+                self._gx_pending.result()
+            except Exception:  # a verdict lost is logged, never a stopped stream
+                logger.exception("background GX validation failed")
+            self._gx_pending = None
 
     # -- the batch ----------------------------------------------------------------------------
 
@@ -238,26 +258,65 @@ class Ingest:
                 typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
                 failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
-            with stats.step("write bronze"):
-                self._write(self._bronze(kept), BRONZE, txn, partition_by=("ingest_date",))
+            # Every table is its own idempotent commit, so the writes run side by side (Spark
+            # takes jobs from several threads); silver first, to be visible soonest.
             with stats.step("write silver"):
-                for event_type, checked in typed.items():
-                    table = self.registry.latest(event_type).table
-                    silver = self._silver(checked)
-                    self._write(silver, silver_table(table), txn, partition_by=("event_date",))
+                self._write_all([
+                    (self._silver(checked), silver_table(self.registry.latest(t).table), ("event_date",))
+                    for t, checked in typed.items()
+                ], txn)  # fmt: skip
             stats.silver_committed_at = datetime.now(timezone.utc)
-            with stats.step("write quarantine"):
-                quarantine = self._quarantine(fresh, typed)
-                self._write(quarantine, QUARANTINE, txn, partition_by=("ingest_date",))
-            with stats.step("write event ids"):
-                self._write(self._event_ids(fresh), EVENT_IDS, txn, partition_by=("event_date",))
+            with stats.step("write bronze, quarantine, event ids"):
+                self._write_all([
+                    (self._bronze(kept), BRONZE, ("ingest_date",)),
+                    (self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
+                    (self._event_ids(fresh), EVENT_IDS, ("event_date",)),
+                ], txn)  # fmt: skip
             with stats.step("gx+dq"):
                 self._write(self._dq_rows(typed, failures, stats), DQ, txn)
             stats.validation_seconds = stats.steps["validate"] + stats.steps["gx+dq"]
+            if self.gx_mode == "async" and any(stats.silver.values()):
+                self._validate_later(typed, txn)
+                typed = {}  # the background validation unpersists them
         finally:
             kept.unpersist()
             for frame in typed.values():
                 frame.unpersist()
+
+    def _write_all(
+        self, writes: list[tuple[DataFrame, str, tuple[str, ...]]], txn: tuple[str, int]
+    ) -> None:
+        futures = [
+            self._writers.submit(self._write, df, name, txn, partition_by)
+            for df, name, partition_by in writes
+        ]
+        for future in futures:
+            future.result()  # the first failure is raised; the batch is re-run from the checkpoint
+
+    def _validate_later(self, typed: dict[str, DataFrame], txn: tuple[str, int]) -> None:
+        """GX on this batch in the background, one batch at a time; verdicts to dq_gx_results."""
+        self._wait_for_gx()
+
+        def validate() -> None:
+            try:
+                rows = []
+                for event_type, checked in typed.items():
+                    checks = self.checks[event_type]
+                    frame = checks.with_derived_columns(checked.drop(FAILURES, ACTION))
+                    for suite in checks.suites:
+                        for r in validate_batch(frame, [suite]):
+                            rows.append((txn[0], txn[1], event_type, suite.name, r.rule, r.success))
+                schema = ("query_id string, batch_id long, event_type string, suite string, "
+                          "rule string, gx_success boolean")  # fmt: skip
+                out = self.spark.createDataFrame(rows, schema).withColumn(
+                    "validated_at", F.lit(datetime.now(timezone.utc)).cast("timestamp")
+                )
+                self._write(out, DQ_GX, txn)
+            finally:
+                for frame in typed.values():
+                    frame.unpersist()
+
+        self._gx_pending = self._gx_worker.submit(validate)
 
     # -- deduplication --------------------------------------------------------------------------
 

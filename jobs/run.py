@@ -194,6 +194,7 @@ def run_ingest(
         line.close()
         result.progress = query.lastProgress
         query.stop()
+        ingest.close()  # the last batch's background GX validation
     error = query.exception()
     if error is not None:
         raise JobsError(f"ingest query failed: {_cause(error)}")
