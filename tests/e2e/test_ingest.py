@@ -22,7 +22,7 @@ from jobs import tables
 from jobs.config import PROJECT_ROOT, load_config
 from jobs.demo import local_config
 from jobs.emulator.process import EmulatorProcess
-from jobs.ingest import BATCHES, BRONZE, DQ, QUARANTINE, silver_table
+from jobs.ingest import BATCHES, BRONZE, DQ, DQ_GX, QUARANTINE, silver_table
 from jobs.run import run_ingest
 from jobs.schemas import SchemaRegistry
 from jobs.simulator import SimulationParams, simulate
@@ -135,6 +135,10 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     caught = {r["fault"] for r in records.values() if r["outcome"] == "quarantined" or r["flags"]}
     assert len(caught) >= 25, "the small fleet should carry every kind, single and cross-event"
     _expect_exact_tables(spark, cfg, messages)
+    # GX ran in the background (the default) and left a verdict per batch, type and rule
+    gx = tables.read_table(spark, cfg, DQ_GX)
+    assert gx.select("batch_id").distinct().count() == len(result.batches)
+    assert gx.count() == gx.select("batch_id", "event_type", "rule").distinct().count()
     _no_china_data_anywhere(
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]
     )

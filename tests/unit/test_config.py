@@ -84,6 +84,16 @@ def test_defaults_fill_in_unset_sections(write_conf) -> None:
             r"partners\[1\].display_name: missing required value \(a string\)",
         ),
         ("this is = not toml =", r"test.toml: not valid TOML"),
+        (
+            MINIMAL + "\n[vehicle.on_failure]\n'vehicle.odometer_monotonic' = 'drop'\n",
+            r"\[vehicle\].on_failure.vehicle.odometer_monotonic: expected one of 'warn', "
+            r"'quarantine', 'fail', 'off'; got 'drop'",
+        ),
+        (
+            MINIMAL + "\n[vehicle.on_failure]\n'vehicle.speed' = 'warn'\n",
+            r"\[vehicle\].on_failure: unknown rule 'vehicle.speed'",
+        ),
+        (MINIMAL + "\n[quality]\ngx_mode = 'later'\n", r"\[quality\].gx_mode: expected one of"),
     ],
 )
 def test_bad_config_fails_naming_file_key_and_expectation(
@@ -138,3 +148,16 @@ def test_summary_holds_secret_names_only(monkeypatch, cfg) -> None:
     assert "EVENTHUB_CONNECTION_STRING" in summary
     assert "topsecret" not in summary
     assert not re.search(r"SharedAccessKey=", summary)
+
+
+def test_vehicle_rules_are_configured_per_rule(write_conf) -> None:
+    cfg = load_config(write_conf(MINIMAL + """
+[vehicle]
+max_speed_mps = 70
+clock_offsets_s = [18, 37]
+[vehicle.on_failure]
+"vehicle.clock_offset" = "off"
+"""))  # fmt: skip
+    assert cfg.vehicle.max_speed_mps == 70.0 and cfg.vehicle.clock_offsets_s == (18.0, 37.0)
+    assert cfg.vehicle.action("vehicle.clock_offset") == "off"
+    assert cfg.vehicle.action("vehicle.seq_replay") == "quarantine"  # the default stays
