@@ -108,3 +108,13 @@ def test_every_command_the_readme_shows_exists() -> None:
     help_text = _jobs("--help").stdout
     assert shown, "the README shows no command"
     assert [c for c in shown if not re.search(rf"^\s+{c}\s", help_text, re.M)] == []
+
+
+def test_json_logs_are_one_object_per_line(tmp_path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text("[lake]\nroot = 1\n")
+    result = _jobs("--log-format", "json", "simulate", "--conf", str(conf), "--out", str(tmp_path))
+    assert result.returncode == 2
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records and {"time", "level", "logger", "message"} <= set(records[-1])
+    assert records[-1]["level"] == "ERROR" and "[lake].root" in records[-1]["message"]
