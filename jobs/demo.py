@@ -96,7 +96,9 @@ def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     for reason, n in quarantine.items():
         w(f"  {reason:48s} {n:>6,}\n")
     lake = report.get("lake", "lake")
-    w(f"tables under {lake}/ (bronze, silver/*, quarantine, dq_results, ingest_batches)\n")
+    w(
+        f"tables under {lake}/ (bronze, silver/*, quarantine, dq_results, dq_gx_results, ingest_batches)\n"
+    )
     w(
         f"read one: .venv/bin/python -c \"import polars as pl; print(pl.read_delta('{lake}/silver/chassis_snapshot').head())\"\n"
     )
