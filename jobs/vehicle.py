@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -179,11 +180,12 @@ def carried_failures(reasons: Column, cfg: VehicleConfig) -> Column:
 # the processor
 
 
-def _seconds(series: pd.Series) -> pd.Series:
-    """Timestamps as epoch seconds (NaN for null)."""
+def _seconds(series: pd.Series) -> list[float]:
+    """Timestamps as epoch seconds (NaN for null), as a plain list for the per-event loop."""
     values = pd.to_datetime(series, utc=True)
-    out = (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return out.astype("float64")
+    missing = values.isna().tolist()
+    ns = values.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype("int64").tolist()
+    return [math.nan if m else n / 1e9 for n, m in zip(ns, missing, strict=True)]
 
 
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -217,8 +219,10 @@ class VehicleState:
 
     def __init__(self, doc: dict[str, Any] | None = None) -> None:
         doc = doc or {}
-        # boot_id -> [highest seq_num, seen-window bits as hex, last event time]
-        self.boots: dict[str, list[Any]] = doc.get("boots", {})
+        # boot_id -> [highest seq_num, seen-window bits (hex in the document), last event time]
+        self.boots: dict[str, list[Any]] = {
+            b: [int(v[0]), int(v[1], 16), float(v[2])] for b, v in doc.get("boots", {}).items()
+        }
         self.fixes = [Fix(*f) for f in doc.get("fixes", [])]
         self.steps: list[float] = doc.get("steps", [])
         self.last: list[Any] | None = doc.get("last")  # [boot_id, event time, seq_num]
@@ -226,7 +230,7 @@ class VehicleState:
 
     def dump(self) -> str:
         return json.dumps({
-            "boots": self.boots,
+            "boots": {b: [v[0], format(v[1], "x"), v[2]] for b, v in self.boots.items()},
             "fixes": [[f.t, f.lat, f.lon, f.speed, f.odometer, f.boot, f.seq] for f in self.fixes],
             "steps": self.steps, "last": self.last, "stuck": self.stuck,
         }, separators=(",", ":"))  # fmt: skip
@@ -238,7 +242,7 @@ class VehicleState:
         known = self.boots.get(boot)
         if known is None:
             return None
-        top, bits = int(known[0]), int(known[1], 16)
+        top, bits = known[0], known[1]
         if seq <= top - _SEQ_WINDOW:
             return f"seq_num {seq} is {top - seq} behind {top} in boot {boot}"
         if seq <= top and (bits >> (top - seq)) & 1:
@@ -274,12 +278,11 @@ class VehicleState:
 
     def learn(self, boot: str | None, seq: int | None, t: float, fix: Fix | None) -> None:
         if boot is not None and seq is not None:
-            top, bits, last_t = self.boots.get(boot, [seq, "0", t])
-            top, bits = int(top), int(bits, 16)
+            top, bits, last_t = self.boots.get(boot, [seq, 0, t])
             if seq > top:
                 bits, top = (bits << (seq - top)) & ((1 << _SEQ_WINDOW) - 1), seq
             bits |= 1 << (top - seq)
-            self.boots[boot] = [top, format(bits, "x"), max(float(last_t), t)]
+            self.boots[boot] = [top, bits, max(last_t, t)]
             if len(self.boots) > _KEEP_BOOTS:
                 oldest = min(self.boots, key=lambda b: self.boots[b][2])
                 del self.boots[oldest]
@@ -308,8 +311,7 @@ class VehicleChecks(StatefulProcessor):
         self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
     ) -> Iterator[pd.DataFrame]:
         batch = pd.concat(list(rows), ignore_index=True)
-        trusted = batch[TRUSTED].fillna(False).astype(bool)
-        if key[0] is None or not trusted.any():
+        if key[0] is None or not batch[TRUSTED].fillna(False).astype(bool).any():
             batch[_OUT] = [[] for _ in range(len(batch))]
             yield batch
             return
@@ -326,17 +328,35 @@ class VehicleChecks(StatefulProcessor):
 
 def order(batch: pd.DataFrame) -> list[int]:
     """Row positions in check order: boots by time, then seq_num within a boot, then arrival."""
-    t = _seconds(batch["event_time"])
-    boot = batch["boot_id"].fillna("")
-    # a boot's place in time: the median of its trusted events (one event with its clock reset
-    # to 1970 must not move the whole boot)
-    trusted_t = t.where(batch[TRUSTED].fillna(False).astype(bool))
-    first = trusted_t.groupby(boot).transform("median").fillna(t.groupby(boot).transform("median"))
-    frame = pd.DataFrame({
-        "first": first.fillna(math.inf), "boot": boot, "seq": batch["seq_num"].fillna(-1),
-        "enq": _seconds(batch["enqueuedTime"]), "p": batch["partition"], "s": batch["sequenceNumber"],
-    })  # fmt: skip
-    return list(frame.sort_values(["first", "boot", "seq", "enq", "p", "s"], kind="stable").index)
+    return _order(
+        batch["boot_id"].tolist(), batch["seq_num"].tolist(), _seconds(batch["event_time"]),
+        batch[TRUSTED].tolist(), _seconds(batch["enqueuedTime"]), batch["partition"].tolist(),
+        batch["sequenceNumber"].tolist(),
+    )  # fmt: skip
+
+
+def _order(
+    boots: list[Any], seqs: list[Any], times: list[float], trusted: list[Any],
+    enqueued: list[float], partitions: list[Any], positions: list[Any],
+) -> list[int]:  # fmt: skip
+    # A boot's place in time: the median of its trusted events, so one event with its clock
+    # reset to 1970 cannot move the whole boot.
+    trusted_times: dict[str, list[float]] = {}
+    all_times: dict[str, list[float]] = {}
+    for boot, t, ok in zip(boots, times, trusted, strict=True):
+        if not math.isnan(t):
+            all_times.setdefault(boot or "", []).append(t)
+            if ok:
+                trusted_times.setdefault(boot or "", []).append(t)
+    place = {b: statistics.median(trusted_times.get(b) or ts) for b, ts in all_times.items()}
+
+    def key(i: int) -> tuple[Any, ...]:
+        boot = boots[i] or ""
+        seq = _int(seqs[i])
+        return (place.get(boot, math.inf), boot, -1 if seq is None else seq,
+                enqueued[i], str(partitions[i]), positions[i])  # fmt: skip
+
+    return sorted(range(len(boots)), key=key)
 
 
 def check_vehicle(
@@ -344,17 +364,21 @@ def check_vehicle(
 ) -> list[list[dict[str, str]]]:
     """Failures per row of one vehicle's events (in input order); updates ``state``."""
     out: list[list[dict[str, str]]] = [[] for _ in range(len(batch))]
-    t_all, enq_all = _seconds(batch["event_time"]), _seconds(batch["enqueuedTime"])
-    payload = batch[_FIELDS]
-    for i in order(batch):
-        if not bool(batch[TRUSTED].iat[i]) or math.isnan(t_all.iat[i]):
+    times, enqueued = _seconds(batch["event_time"]), _seconds(batch["enqueuedTime"])
+    boots, seqs, trusted = (
+        batch["boot_id"].tolist(),
+        batch["seq_num"].tolist(),
+        batch[TRUSTED].tolist(),
+    )
+    types, payloads = batch["event_type"].tolist(), batch[_FIELDS].tolist()
+    ordered = _order(boots, seqs, times, trusted, enqueued, batch["partition"].tolist(),
+                     batch["sequenceNumber"].tolist())  # fmt: skip
+    for i in ordered:
+        if not trusted[i] or math.isnan(times[i]):
             continue
-        values = payload.iat[i] or {}
-        row = _Row(
-            batch["event_type"].iat[i], batch["boot_id"].iat[i], _int(batch["seq_num"].iat[i]),
-            float(t_all.iat[i]), float(enq_all.iat[i]),
-            {f: _num(values.get(f)) for f in fields},
-        )  # fmt: skip
+        values = payloads[i] or {}
+        row = _Row(types[i], boots[i], _int(seqs[i]), times[i], enqueued[i],
+                   {f: _num(values.get(f)) for f in fields})  # fmt: skip
         found = _rules(row, state, cfg)
         out[i] = [
             {"rule": rule, "column": RULE_COLUMNS[rule], "observed": observed,
