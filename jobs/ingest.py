@@ -47,11 +47,13 @@ from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, decode_envelope, decode_
 from jobs.errors import QualityGateError, SinkError
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, EventTypeChecks
-from jobs.quality.rows import ACTION, FAILURES, with_action
+from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL, with_action
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
 from jobs.schemas import SchemaRegistry
 from jobs.vehicle import FAILURES as VEHICLE_FAILURES
 from jobs.vehicle import RULES as VEHICLE_RULES
+from jobs.vehicle import SUITE as VEHICLE_SUITE
+from jobs.vehicle import add_vehicle_checks
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,6 @@ BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, EVENT_IDS = (
 )  # fmt: skip
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
 RESIDENCY = "_residency"
-_FAILURE = "struct<rule:string,column:string,observed:string,on_failure:string>"
 
 
 def silver_table(table: str) -> str:
@@ -203,8 +204,6 @@ class Ingest:
         """The per-vehicle stage (``jobs.vehicle``) on prepared events, when enabled."""
         if not self.cfg.vehicle.enabled:
             return prepared
-        from jobs.vehicle import add_vehicle_checks
-
         return add_vehicle_checks(prepared, self.cfg.vehicle, self.checks, RESIDENCY)
 
     def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
@@ -293,19 +292,27 @@ class Ingest:
         for future in futures:
             future.result()  # the first failure is raised; the batch is re-run from the checkpoint
 
+    def _gx_verdicts(self, event_type: str, checked: DataFrame) -> list[tuple[str, str, bool]]:
+        """GX's (suite, rule, success) for one event type's checked rows of a batch."""
+        checks = self.checks[event_type]
+        suite_of = {rule.name: suite.name for suite in checks.suites for rule in suite.rules}
+        frame = checks.with_derived_columns(checked.drop(FAILURES, ACTION))
+        return [
+            (suite_of[r.rule], r.rule, r.success)
+            for r in validate_batch(frame, list(checks.suites))
+        ]
+
     def _validate_later(self, typed: dict[str, DataFrame], txn: tuple[str, int]) -> None:
         """GX on this batch in the background, one batch at a time; verdicts to dq_gx_results."""
         self._wait_for_gx()
 
         def validate() -> None:
             try:
-                rows = []
-                for event_type, checked in typed.items():
-                    checks = self.checks[event_type]
-                    frame = checks.with_derived_columns(checked.drop(FAILURES, ACTION))
-                    for suite in checks.suites:
-                        for r in validate_batch(frame, [suite]):
-                            rows.append((txn[0], txn[1], event_type, suite.name, r.rule, r.success))
+                rows = [
+                    (txn[0], txn[1], event_type, suite, rule, ok)
+                    for event_type, checked in typed.items()
+                    for suite, rule, ok in self._gx_verdicts(event_type, checked)
+                ]
                 schema = ("query_id string, batch_id long, event_type string, suite string, "
                           "rule string, gx_success boolean")  # fmt: skip
                 out = self.spark.createDataFrame(rows, schema).withColumn(
@@ -379,7 +386,7 @@ class Ingest:
             return checked
         merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
         return with_action(
-            checked.withColumn(FAILURES, merged.cast(f"array<{_FAILURE}>")).drop(VEHICLE_FAILURES)
+            checked.withColumn(FAILURES, merged.cast(FAILURES_DDL)).drop(VEHICLE_FAILURES)
         )
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
@@ -456,7 +463,7 @@ class Ingest:
             parts.append(bad.select(
                 "body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope,
                 payload_json.alias(PAYLOAD), RESCUED,
-                F.col(FAILURES).cast(f"array<{_FAILURE}>").alias("reasons"),
+                F.col(FAILURES).cast(FAILURES_DDL).alias("reasons"),
             ))  # fmt: skip
         union = parts[0]
         for part in parts[1:]:
@@ -479,7 +486,6 @@ class Ingest:
         """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
         counts = {(r.event_type, r.rule): int(r.failed) for r in failures if r.rule is not None}
         sizes = {t: 0 for t in typed}
-        per_action: dict[str, int] = {}
         rows = []
         by_type = {t: {"n": 0, "quarantine": 0, "warn": 0} for t in typed}
         for r in failures:
@@ -493,13 +499,11 @@ class Ingest:
             stats.warned += by_type[event_type]["warn"]
             verdicts: dict[str, bool | None] = {}
             if self.gx and sizes[event_type]:
-                suites = list(self.checks[event_type].suites)
-                frame = self.checks[event_type].with_derived_columns(checked.drop(FAILURES, ACTION))
-                verdicts = {r.rule: r.success for r in validate_batch(frame, suites)}
+                verdicts = {rule: ok for _, rule, ok in self._gx_verdicts(event_type, checked)}
             named: list[tuple[str, str, str]] = [(suite.name, rule.name, rule.on_failure)
                      for suite in self.checks[event_type].suites for rule in suite.rules]  # fmt: skip
             if self.cfg.vehicle.enabled:
-                named += [("vehicle", r, self.cfg.vehicle.action(r)) for r in VEHICLE_RULES
+                named += [(VEHICLE_SUITE, r, self.cfg.vehicle.action(r)) for r in VEHICLE_RULES
                           if self.cfg.vehicle.action(r) != "off"]  # fmt: skip
             for suite_name, rule_name, on_failure in named:
                 failed = counts.get((event_type, rule_name), 0)
@@ -507,7 +511,6 @@ class Ingest:
                     stats.query_id, stats.batch_id, event_type, suite_name, rule_name, on_failure,
                     sizes[event_type], failed, verdicts.get(rule_name),
                 ))  # fmt: skip
-                per_action[on_failure] = per_action.get(on_failure, 0) + failed
         undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}
         for event_type in typed:

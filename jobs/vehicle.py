@@ -46,6 +46,7 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from jobs.config import VehicleConfig
 from jobs.decode import DECODE_ERROR, PAYLOAD
 from jobs.quality.checks import EventTypeChecks
+from jobs.quality.rows import FAILURE_TYPE
 
 ODOMETER_MONOTONIC = "vehicle.odometer_monotonic"
 POSITION_JUMP = "vehicle.position_jump"
@@ -76,6 +77,11 @@ _KEEP_FIXES, _KEEP_STEPS, _KEEP_BOOTS = 8, 6, 4
 # the streaming plan around the stateful processor
 
 
+def fields_read(cfg: VehicleConfig) -> list[str]:
+    """The payload fields the rules read (as doubles)."""
+    return list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
+
+
 def add_vehicle_checks(
     prepared: DataFrame, cfg: VehicleConfig, checks: dict[str, EventTypeChecks], residency: str
 ) -> DataFrame:
@@ -83,7 +89,7 @@ def add_vehicle_checks(
 
     Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
     input row comes out once, with the same columns plus the failures."""
-    fields = list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
+    fields = fields_read(cfg)
     payload_type = ", ".join(f"`{f}` double" for f in fields)
     staged = with_trust(
         prepared.withColumn(_FIELDS, F.from_json(F.col(PAYLOAD), payload_type)),
@@ -122,11 +128,8 @@ def _identifiers(expression: str) -> set[str]:
 def _output_schema(staged: DataFrame) -> Any:
     from pyspark.sql import types as T
 
-    failure = T.StructType([
-        T.StructField("rule", T.StringType()), T.StructField("column", T.StringType()),
-        T.StructField("observed", T.StringType()), T.StructField("on_failure", T.StringType()),
-    ])  # fmt: skip
-    return T.StructType([*staged.schema.fields, T.StructField(_OUT, T.ArrayType(failure))])
+    failures = T.StructField(_OUT, T.ArrayType(FAILURE_TYPE))
+    return T.StructType([*staged.schema.fields, failures])
 
 
 def with_trust(
@@ -254,13 +257,17 @@ class VehicleState:
     ) -> tuple[Fix | None, Fix | None]:
         """The trusted fixes just before and after an event. Within its boot the order is the
         vehicle's own seq_num (a wrong clock cannot reorder it); across boots, event time."""
-        same = [f for f in self.fixes if boot is not None and f.boot == boot and f.seq is not None]
+        same = [
+            (f.seq, f)
+            for f in self.fixes
+            if boot is not None and f.boot == boot and f.seq is not None
+        ]
         if seq is not None and same:
-            earlier = [f for f in same if (f.seq or 0) < seq]
-            later = [f for f in same if (f.seq or 0) > seq]
-            after = min(later, key=lambda f: f.seq or 0) if later else None
+            earlier = [(s, f) for s, f in same if s < seq]
+            later = [(s, f) for s, f in same if s > seq]
+            after = min(later, key=lambda p: p[0])[1] if later else None
             if earlier:
-                return max(earlier, key=lambda f: f.seq or 0), after
+                return max(earlier, key=lambda p: p[0])[1], after
             others = [f for f in self.fixes if f.boot != boot and f.t <= t]
             return (others[-1] if others else None), after
         before = [f for f in self.fixes if f.t <= t]
@@ -288,7 +295,7 @@ class VehicleState:
                 del self.boots[oldest]
         if self.last is not None and self.last[0] == boot:
             if t >= self.last[1]:
-                if seq is not None and len(self.last) > 2 and seq == (self.last[2] or 0) + 1:
+                if seq is not None and seq == (self.last[2] or 0) + 1:
                     self.steps = [*self.steps, t - self.last[1]][-_KEEP_STEPS:]
                 self.last = [boot, t, seq]
         else:  # a new boot: the vehicle's cadence (steps) carries over
@@ -324,15 +331,6 @@ class VehicleChecks(StatefulProcessor):
 
     def close(self) -> None:
         pass
-
-
-def order(batch: pd.DataFrame) -> list[int]:
-    """Row positions in check order: boots by time, then seq_num within a boot, then arrival."""
-    return _order(
-        batch["boot_id"].tolist(), batch["seq_num"].tolist(), _seconds(batch["event_time"]),
-        batch[TRUSTED].tolist(), _seconds(batch["enqueuedTime"]), batch["partition"].tolist(),
-        batch["sequenceNumber"].tolist(),
-    )  # fmt: skip
 
 
 def _order(
@@ -446,7 +444,7 @@ def _clock(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
         return f"event_time {ahead:.1f} s ahead of the enqueued time"
     if state.last is None or state.last[0] != row.boot or not state.steps:
         return None
-    gap = row.seq - (state.last[2] or 0) if row.seq is not None and len(state.last) > 2 else 0
+    gap = row.seq - (state.last[2] or 0) if row.seq is not None else 0
     if gap < 1:
         return None
     step = row.t - state.last[1]

@@ -182,7 +182,7 @@ def _latency(
     ``seconds``, in ten small batches a second. An event is visible in silver when its batch's
     silver commits are done (``ingest_batches.silver_committed_at``); its latency is that time
     minus its enqueued time. Events of the warm-up (the query's first batch) are left out."""
-    from azure.eventhub import EventData, EventHubProducerClient
+    from azure.eventhub import EventHubProducerClient
     from pyspark.sql import functions as F
 
     from jobs import tables
@@ -191,6 +191,7 @@ def _latency(
     from jobs.run import run_ingest
     from jobs.schemas import SchemaRegistry
     from jobs.simulator import SimulationParams, simulate
+    from jobs.simulator.output import send_keyed
 
     messages = simulate(
         SimulationParams(vehicles=100, events=rate * seconds + 50, bad_rate=0.0, seed=21,
@@ -212,9 +213,8 @@ def _latency(
             emu.connection_string, eventhub_name=local.source.eventhub
         )
         with producer:
-            _send(
-                producer, EventData, messages[:50]
-            )  # warm-up: the first batch starts Spark's workers
+            # warm-up: the first batch starts Spark's workers
+            send_keyed(producer, [(m.partition_key, m.body) for m in messages[:50]])
             deadline = time.monotonic() + 300
             while not live and query.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -222,7 +222,9 @@ def _latency(
             per_tick, sent = max(1, rate // 10), 50
             began = time.monotonic()
             while sent < len(messages) and time.monotonic() - began < seconds:
-                _send(producer, EventData, messages[sent : sent + per_tick])
+                send_keyed(
+                    producer, [(m.partition_key, m.body) for m in messages[sent : sent + per_tick]]
+                )
                 sent += per_tick
                 time.sleep(max(0.0, began + (sent - 50) / rate - time.monotonic()))
         deadline = time.monotonic() + 300
@@ -260,14 +262,3 @@ def _latency(
         "max_s": round(latencies[-1], 2),
         "batches": len(live),
     }
-
-
-def _send(producer: Any, event_data: Any, messages: list[Any]) -> None:
-    by_key: dict[str, list[bytes]] = {}
-    for m in messages:
-        by_key.setdefault(m.partition_key, []).append(m.body)
-    for key, bodies in by_key.items():
-        batch = producer.create_batch(partition_key=key)
-        for body in bodies:
-            batch.add(event_data(body))
-        producer.send_batch(batch)

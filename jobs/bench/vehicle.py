@@ -19,7 +19,7 @@ import pandas as pd
 
 from jobs.config import Config
 from jobs.simulator import SimulationParams, simulate
-from jobs.vehicle import _FIELDS, TRUSTED, VehicleState, check_vehicle
+from jobs.vehicle import _FIELDS, TRUSTED, VehicleState, check_vehicle, fields_read
 
 
 def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any]:
@@ -28,9 +28,7 @@ def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any
                          end_time=datetime.now(timezone.utc)),
         list(cfg.partners),
     )  # fmt: skip
-    fields = list(
-        dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.vehicle.stuck_fields])
-    )
+    fields = fields_read(cfg.vehicle)
     states: dict[str, VehicleState] = defaultdict(VehicleState)
     caught: Counter[str] = Counter()
     missed: Counter[str] = Counter()

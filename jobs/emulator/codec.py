@@ -101,8 +101,8 @@ def _value_end(buf: bytes, pos: int) -> int:
     raise ValueError(f"unknown AMQP type constructor 0x{c:02x} at byte {pos}")
 
 
-def _sections(buf: bytes) -> list[tuple[int, int, int]]:
-    """(section code, start, end) of each section of an encoded message."""
+def _sections(buf: bytes) -> list[tuple[int, int, int, int]]:
+    """(section code, start, start of its value, end) of each section of an encoded message."""
     out, pos = [], 0
     while pos < len(buf):
         if buf[pos] != 0x00:
@@ -120,14 +120,13 @@ def _sections(buf: bytes) -> list[tuple[int, int, int]]:
             end = len(buf) + 1
         if end > len(buf):
             raise ValueError("truncated AMQP message")
-        out.append((code, pos, end))
+        out.append((code, pos, value, end))
         pos = end
     return out
 
 
-def _map_items(buf: bytes, start: int, end: int) -> tuple[bytes, int]:
-    """The encoded elements and element count of the map value of a section at ``start``."""
-    value = _value_end(buf, start + 1)  # past the descriptor
+def _map_items(buf: bytes, value: int, end: int) -> tuple[bytes, int]:
+    """The encoded elements and element count of the map that starts at ``value``."""
     c = buf[value]
     if c == 0xC1:
         return buf[value + 3 : end], buf[value + 2]
@@ -160,11 +159,11 @@ class Parts:
 def split(buf: bytes) -> Parts:
     """Parts of an encoded message; a sender's delivery annotations are dropped."""
     head, annotations, count, tail_start = b"", b"", 0, len(buf)
-    for code, start, end in _sections(buf):
+    for code, start, value, end in _sections(buf):
         if code == _HEADER:
             head = buf[start:end]
         elif code == _MESSAGE_ANNOTATIONS:
-            annotations, count = _map_items(buf, start, end)
+            annotations, count = _map_items(buf, value, end)
         elif code != _DELIVERY_ANNOTATIONS:
             tail_start = start
             break
@@ -174,24 +173,26 @@ def split(buf: bytes) -> Parts:
 def data_sections(buf: bytes) -> list[bytes]:
     """Payloads of the data sections of an encoded message (the events of a batch)."""
     out = []
-    for code, start, end in _sections(buf):
+    for code, _, value, end in _sections(buf):
         if code == _DATA:
-            value = _value_end(buf, start + 1)
             size = 2 if buf[value] == 0xA0 else 5
             out.append(buf[value + size : end])
     return out
 
 
+def _sized(small: int, data: bytes) -> bytes:
+    """A variable-width value: the 1-byte-size constructor ``small``, or its 4-byte form."""
+    if len(data) < 256:
+        return bytes((small, len(data))) + data
+    return bytes((small + 0x10,)) + struct.pack(">I", len(data)) + data
+
+
 def symbol(name: bytes) -> bytes:
-    return (
-        b"\xa3" + bytes([len(name)]) if len(name) < 256 else b"\xb3" + struct.pack(">I", len(name))
-    ) + name
+    return _sized(0xA3, name)
 
 
 def string(text: bytes) -> bytes:
-    return (
-        b"\xa1" + bytes([len(text)]) if len(text) < 256 else b"\xb1" + struct.pack(">I", len(text))
-    ) + text
+    return _sized(0xA1, text)
 
 
 def annotation_value(parts: Parts, key: bytes) -> Any:

@@ -415,14 +415,14 @@ class Connection:
         if reply_link is not None:
             self._deliver(reply_link, reply)
 
-    def _deliver(self, link: Link, message: Any) -> None:
-        payload = codec.encode_payload(bytearray(), message)
-        self.send(link.channel, frames.TransferFrame(
-            handle=link.handle, delivery_id=self.delivery_id, delivery_tag=struct.pack(">I", self.delivery_id),
-            message_format=0, settled=True, more=False, rcv_settle_mode=None, state=None, resume=None,
-            aborted=None, batchable=None, payload=payload,
-        ))  # fmt: skip
+    def _frames(self, link: Link, payload: bytes) -> bytes:
+        """The next delivery on this connection, as pre-settled transfer frames."""
+        out = codec.transfer(link.channel, link.handle, self.delivery_id, payload, self.max_frame)
         self.delivery_id += 1
+        return out
+
+    def _deliver(self, link: Link, message: Any) -> None:
+        self.writer.write(self._frames(link, bytes(codec.encode_payload(bytearray(), message))))
         link.credit -= 1
 
     async def _pump(self, link: Link) -> None:
@@ -436,11 +436,9 @@ class Connection:
                 out = []
                 for sequence in range(link.position, link.position + count):
                     event = partition.get(sequence)
-                    payload = event.parts.encode(_annotations(event), 6, delivery)
-                    out.append(codec.transfer(
-                        link.channel, link.handle, self.delivery_id, payload, self.max_frame
-                    ))  # fmt: skip
-                    self.delivery_id += 1
+                    out.append(
+                        self._frames(link, event.parts.encode(_annotations(event), 6, delivery))
+                    )
                 self.writer.write(b"".join(out))
                 link.credit -= count
                 link.position += count

@@ -16,12 +16,18 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs.errors import SuiteError
 from jobs.quality.suites import Rule, Suite
 
 FAILURES = "_dq_failures"
 ACTION = "_dq_action"
+# one failure, as rows carry it in ``_dq_failures`` (and quarantine in ``reasons``)
+FAILURE_TYPE = T.StructType([
+    T.StructField(name, T.StringType()) for name in ("rule", "column", "observed", "on_failure")
+])  # fmt: skip
+FAILURES_DDL = f"array<{FAILURE_TYPE.simpleString()}>"
 _SEVERITY = {"warn": 1, "quarantine": 2, "fail": 3}
 
 

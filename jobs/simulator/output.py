@@ -110,7 +110,7 @@ def send_to_eventhubs(
     stay in order while batches stay large.
     """
     try:
-        from azure.eventhub import EventData, EventHubProducerClient
+        from azure.eventhub import EventHubProducerClient
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise SimulatorError("azure-eventhub is not installed: pip install azure-eventhub") from exc
 
@@ -121,26 +121,34 @@ def send_to_eventhubs(
     sent = 0
     with producer:
         for start in range(0, len(messages), window):
-            by_key: dict[str, list[bytes]] = defaultdict(list)
-            for key, body in messages[start : start + window]:
-                by_key[key].append(body)
-            for key, bodies in by_key.items():
-                batch = producer.create_batch(partition_key=key)
-                for body in bodies:
-                    try:
-                        batch.add(EventData(body))
-                    except ValueError:
-                        if len(batch) == 0:
-                            raise SimulatorError(
-                                f"a {len(body):,}-byte event does not fit an empty batch "
-                                f"(the hub's maximum message size); lower max_body_bytes"
-                            ) from None
-                        producer.send_batch(batch)
-                        batch = producer.create_batch(partition_key=key)
-                        batch.add(EventData(body))
-                if len(batch):
-                    producer.send_batch(batch)
-            count = len(messages[start : start + window])
+            count = send_keyed(producer, messages[start : start + window])
             sent += count
             progress.advance(count)
     return sent
+
+
+def send_keyed(producer: Any, messages: list[tuple[str, bytes]]) -> int:
+    """Send ``(partition key, body)`` messages on an open producer: one batch per key (split when
+    full), so each key's events keep their order. Returns how many were sent."""
+    from azure.eventhub import EventData
+
+    by_key: dict[str, list[bytes]] = defaultdict(list)
+    for key, body in messages:
+        by_key[key].append(body)
+    for key, bodies in by_key.items():
+        batch = producer.create_batch(partition_key=key)
+        for body in bodies:
+            try:
+                batch.add(EventData(body))
+            except ValueError:
+                if len(batch) == 0:
+                    raise SimulatorError(
+                        f"a {len(body):,}-byte event does not fit an empty batch "
+                        f"(the hub's maximum message size); lower max_body_bytes"
+                    ) from None
+                producer.send_batch(batch)
+                batch = producer.create_batch(partition_key=key)
+                batch.add(EventData(body))
+        if len(batch):
+            producer.send_batch(batch)
+    return len(messages)
