@@ -89,21 +89,43 @@ def decode_envelope(
 
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:
     """Replace ``payload`` with the typed payload fields of ``schema`` and merge rescued fields."""
-    payload_type = schema.spark_type
-    raw = F.from_json(F.col(PAYLOAD), _RAW_MAP_DDL)
-    parsed = F.from_json(F.col(PAYLOAD), payload_type)
-    out = df.withColumn(_RAW, raw).withColumn(_PARSED, parsed)
-    payload_rescued = _rescued(F.col(_RAW), F.col(_PARSED), payload_type, prefix=f"{PAYLOAD}.")
-    merged = F.map_concat(
-        F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP_DDL), F.create_map().cast(_RAW_MAP)),
-        payload_rescued,
-    )
-    out = out.select(
-        *[c for c in df.columns if c not in (PAYLOAD, RESCUED)],
-        *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in payload_type.fields],
-        _to_json_or_null(merged).alias(RESCUED),
-    )
-    return out
+    return PayloadDecoder(schema)(df)
+
+
+class PayloadDecoder:
+    """:func:`decode_payload` for one event type, its expressions built once per input schema.
+
+    Building the expressions costs thousands of calls into the JVM; a streaming job decodes
+    every micro-batch with the same columns, so it keeps one decoder per event type."""
+
+    def __init__(self, schema: EventSchema) -> None:
+        self.schema = schema
+        self._plans: dict[tuple[str, ...], tuple[dict[str, Column], list[Column]]] = {}
+
+    def __call__(self, df: DataFrame) -> DataFrame:
+        columns = tuple(df.columns)
+        if columns not in self._plans:
+            self._plans[columns] = self._plan(columns)
+        parsed, selected = self._plans[columns]
+        return df.withColumns(parsed).select(*selected)
+
+    def _plan(self, columns: tuple[str, ...]) -> tuple[dict[str, Column], list[Column]]:
+        payload_type = self.schema.spark_type
+        parsed = {
+            _RAW: F.from_json(F.col(PAYLOAD), _RAW_MAP_DDL),
+            _PARSED: F.from_json(F.col(PAYLOAD), payload_type),
+        }
+        payload_rescued = _rescued(F.col(_RAW), F.col(_PARSED), payload_type, prefix=f"{PAYLOAD}.")
+        merged = F.map_concat(
+            F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP_DDL), F.create_map().cast(_RAW_MAP)),
+            payload_rescued,
+        )
+        selected = [
+            *[F.col(c) for c in columns if c not in (PAYLOAD, RESCUED)],
+            *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in payload_type.fields],
+            _to_json_or_null(merged).alias(RESCUED),
+        ]
+        return parsed, selected
 
 
 def _rescued(raw: Column, parsed: Column, struct: T.StructType, *, prefix: str) -> Column:

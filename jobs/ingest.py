@@ -43,11 +43,11 @@ from pyspark.sql.window import Window
 
 from jobs import tables
 from jobs.config import Config
-from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, decode_envelope, decode_payload
+from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, PayloadDecoder, decode_envelope
 from jobs.errors import QualityGateError, SinkError
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, EventTypeChecks
-from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL, with_action
+from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL, action_column
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
 from jobs.schemas import SchemaRegistry
 from jobs.vehicle import FAILURES as VEHICLE_FAILURES
@@ -170,6 +170,9 @@ class Ingest:
         self._writers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-write")
         self._gx_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx")
         self._gx_pending: Future[None] | None = None
+        # expressions built once and reused by every batch (building them calls into the JVM)
+        self._decoders = {t: PayloadDecoder(registry.latest(t)) for t in checks}
+        self._with_vehicle_failures: dict[str, Column] | None = None
 
     def close(self) -> None:
         """Wait for the last batch's background GX validation, then stop the workers."""
@@ -379,14 +382,16 @@ class Ingest:
         """Events of one type, decoded, with row-level failures and, after them, the per-vehicle
         stage's failures (so a row-level reason comes first in quarantine)."""
         of_type = fresh.where(F.col(DECODE_ERROR).isNull() & (F.col("event_type") == event_type))
-        checked = self.checks[event_type].apply(
-            decode_payload(of_type, self.registry.latest(event_type))
-        )
+        checked = self.checks[event_type].apply(self._decoders[event_type](of_type))
         if VEHICLE_FAILURES not in checked.columns:
             return checked
-        merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
-        return with_action(
-            checked.withColumn(FAILURES, merged.cast(FAILURES_DDL)).drop(VEHICLE_FAILURES)
+        if self._with_vehicle_failures is None:
+            merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
+            self._with_vehicle_failures = {FAILURES: merged.cast(FAILURES_DDL)}
+        return (
+            checked.withColumns(self._with_vehicle_failures)
+            .drop(VEHICLE_FAILURES)
+            .withColumn(ACTION, action_column())
         )
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.decode import DECODE_ERROR, decode_envelope, decode_payload
 from jobs.errors import SuiteError
 from jobs.quality.rows import (
+    ACTION,
+    FAILURES,
     RowCheck,
+    action_column,
     add_derived_columns,
-    apply_row_checks,
     build_row_checks,
-    derived_column_names,
+    failures_column,
 )
 from jobs.quality.suites import ENVELOPE_SUITE, Suite
 from jobs.schemas import SchemaRegistry
@@ -32,9 +36,31 @@ class EventTypeChecks:
 
     def apply(self, df: DataFrame) -> DataFrame:
         """Add ``_dq_failures`` and ``_dq_action`` to decoded events of this type."""
-        suites = list(self.suites)
-        checked = apply_row_checks(add_derived_columns(df, suites), list(self.checks))
-        return checked.drop(*derived_column_names(suites))
+        for name, expression in self._derived.items():  # in order: one may use another
+            df = df.withColumn(name, expression)
+        return (
+            df.withColumn(FAILURES, self._failures)
+            .withColumn(ACTION, self._action)
+            .drop(*self._derived)
+        )
+
+    # The expressions are built on first use and kept: a streaming job applies them to every
+    # micro-batch, and building them again costs thousands of calls into the JVM.
+    @cached_property
+    def _derived(self) -> dict[str, Column]:
+        return {
+            name: F.expr(expression)
+            for suite in self.suites
+            for name, expression in suite.derived_columns.items()
+        }
+
+    @cached_property
+    def _failures(self) -> Column:
+        return failures_column(list(self.checks))
+
+    @cached_property
+    def _action(self) -> Column:
+        return action_column()
 
     def with_derived_columns(self, df: DataFrame) -> DataFrame:
         """The frame GX validates: decoded events plus the suites' derived columns."""

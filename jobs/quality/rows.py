@@ -48,10 +48,6 @@ def add_derived_columns(df: DataFrame, suites: list[Suite]) -> DataFrame:
     return df
 
 
-def derived_column_names(suites: list[Suite]) -> list[str]:
-    return [name for suite in suites for name in suite.derived_columns]
-
-
 def build_row_checks(template: DataFrame, suites: list[Suite]) -> list[RowCheck]:
     """Ask GX for each expectation's unexpected-row condition, using ``template``'s schema.
 
@@ -99,12 +95,9 @@ def build_row_checks(template: DataFrame, suites: list[Suite]) -> list[RowCheck]
     return checks
 
 
-def apply_row_checks(df: DataFrame, checks: list[RowCheck]) -> DataFrame:
-    """Add ``_dq_failures`` (rule, column, observed value, on_failure) and ``_dq_action``.
-
-    ``_dq_action`` is the most severe failure of the row (``fail`` > ``quarantine`` > ``warn``),
-    or null when every rule passed.
-    """
+def failures_column(checks: list[RowCheck]) -> Column:
+    """``_dq_failures``: (rule, column, observed value, on_failure) of every check that failed on
+    the row, as one expression; ``_dq_action`` (:func:`action_column`) follows from it."""
     entries = [
         F.when(
             F.coalesce(check.condition, F.lit(False)),
@@ -117,24 +110,23 @@ def apply_row_checks(df: DataFrame, checks: list[RowCheck]) -> DataFrame:
         )
         for check in checks
     ]
-    failures = F.filter(F.array(*entries), lambda e: e.isNotNull()) if entries else F.array()
-    return with_action(df.withColumn(FAILURES, failures))
+    return F.filter(F.array(*entries), lambda e: e.isNotNull()) if entries else F.array()
 
 
-def with_action(df: DataFrame) -> DataFrame:
-    """(Re)compute ``_dq_action`` from ``_dq_failures``."""
+def action_column() -> Column:
+    """``_dq_action``: the most severe ``on_failure`` in ``_dq_failures`` (``fail`` >
+    ``quarantine`` > ``warn``), null when every rule passed."""
     severity = F.array_max(
         F.transform(
             F.col(FAILURES),
             lambda e: _severity_of(e.getField("on_failure")),
         )
     )
-    action = (
+    return (
         F.when(severity == 3, F.lit("fail"))
         .when(severity == 2, F.lit("quarantine"))
         .when(severity == 1, F.lit("warn"))
     )
-    return df.withColumn(ACTION, action)
 
 
 def _severity_of(on_failure: Column) -> Column:
