@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -14,6 +16,8 @@ from jobs.deltars import DeltaRsOptions
 from jobs.errors import SinkError, SourceOptionError
 
 logger = logging.getLogger(__name__)
+
+_OPEN: Any = object()  # "open the table here" (a caller may pass the table it already opened)
 
 # Reader features this source cannot honour: tables that use them need native Delta.
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
@@ -48,12 +52,15 @@ def spark_schema(opts: DeltaRsOptions) -> StructType:
     return from_arrow_schema(_arrow_schema(table))
 
 
-def check_write_schema(opts: DeltaRsOptions, schema: StructType) -> DeltaRsOptions:
+def check_write_schema(
+    opts: DeltaRsOptions, schema: StructType, table: Any = _OPEN
+) -> DeltaRsOptions:
     """Fail before any file is written if ``schema`` cannot go into the table.
 
     Returns the options with the table's own partition columns, which every write must follow.
+    ``table``: the table as already opened by the caller (None: there is none yet).
     """
-    table = _table(opts)
+    table = _table(opts) if table is _OPEN else table
     if table is None:
         missing = [c for c in opts.partition_by if c not in schema.fieldNames()]
         if missing:
@@ -93,8 +100,11 @@ def commit_files(
     *,
     overwrite: bool,
     txn: tuple[str | None, int | None],
+    table: Any = _OPEN,
 ) -> None:
-    """Commit the files written by the tasks as one Delta transaction, at most once per txn."""
+    """Commit the files written by the tasks as one Delta transaction, at most once per txn.
+
+    ``table``: the table as opened by the caller in this write (None: there is none yet)."""
     from deltalake import Schema
     from deltalake.transaction import (
         AddAction,
@@ -106,7 +116,7 @@ def commit_files(
     from jobs.delta_files import delete_files
 
     app_id, version = txn
-    table = _table(opts)
+    table = _table(opts) if table is _OPEN else table
     if table is not None and app_id is not None and version is not None:
         seen = table.transaction_version(app_id)
         if seen is not None and seen >= version:
@@ -273,3 +283,89 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
     commit_files(
         opts, df.schema, files, overwrite=overwrite, txn=(opts.txn_app_id, opts.txn_version)
     )
+
+
+def write_dataframes(
+    waves: Sequence[Sequence[tuple[Any, DeltaRsOptions]]],
+    *,
+    on_wave: Callable[[int], None] | None = None,
+) -> None:
+    """Append several DataFrames to several tables with one Spark job, then commit each table.
+
+    Every write's rows travel as one struct column of a union, tagged with the write's index, so
+    one ``mapInArrow`` pass writes the data files of all tables (a Spark job costs about half a
+    second here however small its data). The driver then commits table by table, idempotently
+    by each write's txn: the writes of a wave in parallel, the waves in order, ``on_wave(i)``
+    after wave ``i`` (a caller can make some tables visible first). Nothing is committed if a
+    task fails; files of an uncommitted write are left for vacuum.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+
+    from jobs.deltars import write_task
+
+    flat = [(i, w, df, opts) for w, wave in enumerate(waves) for i, (df, opts) in
+            enumerate(wave, start=sum(len(x) for x in waves[:w]))]  # fmt: skip
+    if not flat:
+        return
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="deltars-open") as pool:
+        opened = dict(
+            zip([i for i, *_ in flat], pool.map(_table, [o for *_, o in flat]), strict=True)
+        )
+    checked = {i: check_write_schema(opts, df.schema, opened[i]) for i, _, df, opts in flat}
+    tagged = [
+        df.select(F.lit(i).alias("_write"), F.struct(*[F.col(c) for c in df.columns]).alias(f"_w{i}"))
+        for i, _, df, _ in flat
+    ]  # fmt: skip
+    union = tagged[0]
+    for part in tagged[1:]:
+        union = union.unionByName(part, allowMissingColumns=True)
+    # a union has the partitions of all its parts (mostly small): one task per core instead
+    union = union.coalesce(union.sparkSession.sparkContext.defaultParallelism)
+
+    def write(batches: Any) -> Any:
+        rows: dict[int, list[Any]] = {}
+        for batch in batches:
+            which = batch.column(0)
+            for i in pc.unique(which).to_pylist():
+                mine = batch.filter(pc.equal(which, i)).column(f"_w{i}")
+                rows.setdefault(i, []).append(pa.RecordBatch.from_struct_array(mine))
+        for i, parts in rows.items():
+            files = write_task(checked[i], iter(parts))
+            yield pa.RecordBatch.from_pydict(
+                {"write": [i] * len(files), "action": [json.dumps(f) for f in files]},
+                schema=pa.schema([("write", pa.int32()), ("action", pa.string())]),
+            )
+
+    actions = union.mapInArrow(write, "write int, action string").collect()
+    files: dict[int, list[dict[str, Any]]] = {}
+    for r in actions:
+        files.setdefault(r["write"], []).append(json.loads(r["action"]))
+
+    def commit(i: int, df: Any) -> None:
+        opts = checked[i]
+        commit_files(opts, df.schema, files.get(i, []), overwrite=False,
+                     txn=(opts.txn_app_id, opts.txn_version), table=opened[i])  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="deltars-commit") as pool:
+        for w in range(len(waves)):
+            futures = [pool.submit(commit, i, df) for i, wave, df, _ in flat if wave == w]
+            for future in futures:
+                future.result()
+            if on_wave is not None:
+                on_wave(w)
+
+
+def write_arrow(opts: DeltaRsOptions, schema: StructType, rows: Any) -> None:
+    """Append a small Arrow table from the driver (no Spark job), like the writer's protocol:
+    data files, then one commit, idempotent by the options' txn."""
+    from jobs.deltars import write_task
+
+    table = _table(opts)
+    checked = check_write_schema(opts, schema, table)
+    files = write_task(checked, iter(rows.to_batches()))
+    commit_files(checked, schema, files, overwrite=False,
+                 txn=(checked.txn_app_id, checked.txn_version), table=table)  # fmt: skip

@@ -27,18 +27,20 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from jobs import tables
@@ -50,6 +52,7 @@ from jobs.quality.checks import INGEST_TIME, EventTypeChecks
 from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL, action_column
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
 from jobs.schemas import SchemaRegistry
+from jobs.tables import TableWrite
 from jobs.vehicle import FAILURES as VEHICLE_FAILURES
 from jobs.vehicle import RULES as VEHICLE_RULES
 from jobs.vehicle import SUITE as VEHICLE_SUITE
@@ -62,6 +65,32 @@ BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, EVENT_IDS = (
 )  # fmt: skip
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
 RESIDENCY = "_residency"
+
+
+def _struct(ddl: str) -> T.StructType:
+    """A flat schema from ``name type, ...`` (simple types only), without a Spark session."""
+    types = {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType(),
+             "boolean": T.BooleanType(), "timestamp": T.TimestampType()}  # fmt: skip
+    pairs = [item.split() for item in ddl.split(",")]
+    return T.StructType([T.StructField(name, types[kind]) for name, kind in pairs])
+
+
+DQ_SCHEMA = _struct(
+    "query_id string, batch_id long, event_type string, suite string, rule string, "
+    "on_failure string, evaluated long, failed long, gx_success boolean, batch_seconds double, "
+    "validated_at timestamp"
+)
+BATCHES_SCHEMA = _struct(
+    "query_id string, batch_id long, received long, residency_dropped string, bronze long, "
+    "duplicates long, quarantined string, silver string, warned long, seconds double, "
+    "validation_seconds double, committed_at timestamp, max_enqueued timestamp, "
+    "silver_committed_at timestamp"
+)
+DQ_GX_SCHEMA = _struct(
+    "query_id string, batch_id long, event_type string, suite string, rule string, "
+    "gx_success boolean, validated_with string, validated_at timestamp"
+)
+GX_MAX_QUEUED = 20  # batches waiting for background GX before the stream waits for it
 
 
 def silver_table(table: str) -> str:
@@ -167,26 +196,31 @@ class Ingest:
         self.boundary = boundary
         self.gx_mode = cfg.quality.gx_mode if gx else "off"
         self.gx = self.gx_mode == "inline"  # verdicts before the batch commits
-        self._writers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-write")
         self._gx_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx")
         self._gx_pending: Future[None] | None = None
+        # batches waiting for background GX: (txn, typed frames); guarded by _gx_lock
+        self._gx_queue: list[tuple[tuple[str, int], dict[str, DataFrame]]] = []
+        self._gx_lock = threading.Lock()
+        self._gx_running = False
         # expressions built once and reused by every batch (building them calls into the JVM)
         self._decoders = {t: PayloadDecoder(registry.latest(t)) for t in checks}
         self._with_vehicle_failures: dict[str, Column] | None = None
 
     def close(self) -> None:
-        """Wait for the last batch's background GX validation, then stop the workers."""
+        """Wait for the background GX validation of the batches done so far, stop the workers."""
         self._wait_for_gx()
-        self._writers.shutdown()
         self._gx_worker.shutdown()
 
     def _wait_for_gx(self) -> None:
-        if self._gx_pending is not None:
-            try:
-                self._gx_pending.result()
-            except Exception:  # a verdict lost is logged, never a stopped stream
-                logger.exception("background GX validation failed")
-            self._gx_pending = None
+        while True:
+            with self._gx_lock:
+                pending = self._gx_pending
+            if pending is None:
+                return
+            pending.result()  # the worker logs its own failures
+            with self._gx_lock:
+                if self._gx_pending is pending and not self._gx_running:
+                    self._gx_pending = None
 
     # -- the batch ----------------------------------------------------------------------------
 
@@ -224,29 +258,35 @@ class Ingest:
             with stats.step("decode+residency"):
                 counts = (
                     decoded.groupBy(RESIDENCY)
-                    .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"))
+                    .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"),
+                         F.collect_set(F.to_date("event_time")).alias("dates"))
                     .collect()
-                )
+                )  # fmt: skip
             stats.received = sum(r.n for r in counts)
+            # the event dates of the kept events: which days of the dedup state to read
+            dates = sorted({d for r in counts if not r[RESIDENCY] for d in r.dates})
             stats.residency_dropped = {r[RESIDENCY]: r.n for r in counts if r[RESIDENCY]}
             stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
             kept = decoded.where(F.col(RESIDENCY).isNull()).drop(RESIDENCY)
             stats.bronze = stats.received - sum(stats.residency_dropped.values())
             if stats.received:
-                self._process_kept(kept, stats, txn)
+                self._process_kept(kept, dates, stats, txn)
             stats.seconds = time.monotonic() - stats.started
             stats.check()
             with stats.step("write ingest_batches"):
-                self._write(self._batch_row(stats), BATCHES, txn)
+                tables.append_rows(self.spark, self.cfg, BATCHES, [self._batch_row(stats)],
+                                   BATCHES_SCHEMA, txn=txn)  # fmt: skip
         finally:
             decoded.unpersist()
         logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
                     ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
         return stats
 
-    def _process_kept(self, kept: DataFrame, stats: BatchStats, txn: tuple[str, int]) -> None:
+    def _process_kept(
+        self, kept: DataFrame, dates: list[date], stats: BatchStats, txn: tuple[str, int]
+    ) -> None:
         with stats.step("dedup"):
-            ids = self._classify_duplicates(kept, stats.batch_id)
+            ids = self._classify_duplicates(kept, dates, stats.batch_id)
             kept = (
                 kept.join(ids, on=["partition", "sequenceNumber"], how="left")
                 .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
@@ -260,22 +300,24 @@ class Ingest:
                 typed.update({t: self._checked(fresh, t).persist() for t in self.checks})
                 failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
-            # Every table is its own idempotent commit, so the writes run side by side (Spark
-            # takes jobs from several threads); silver first, to be visible soonest.
-            with stats.step("write silver"):
-                self._write_all([
-                    (self._silver(checked), silver_table(self.registry.latest(t).table), ("event_date",))
-                    for t, checked in typed.items()
-                ], txn)  # fmt: skip
-            stats.silver_committed_at = datetime.now(timezone.utc)
-            with stats.step("write bronze, quarantine, event ids"):
-                self._write_all([
-                    (self._bronze(kept), BRONZE, ("ingest_date",)),
-                    (self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
-                    (self._event_ids(fresh), EVENT_IDS, ("event_date",)),
-                ], txn)  # fmt: skip
+
+            def visible(wave: int) -> None:
+                if wave == 0:
+                    stats.silver_committed_at = datetime.now(timezone.utc)
+
+            # One Spark job writes every table's files; the driver then commits each table
+            # (idempotent by txn), silver first so that it is visible soonest.
+            with stats.step("write"):
+                tables.write_tables(self.cfg, [
+                    [TableWrite(self._silver(checked), silver_table(self.registry.latest(t).table),
+                                ("event_date",)) for t, checked in typed.items()],
+                    [TableWrite(self._bronze(kept), BRONZE, ("ingest_date",)),
+                     TableWrite(self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
+                     TableWrite(self._event_ids(fresh), EVENT_IDS, ("event_date",))],
+                ], txn=txn, merge_schema=True, on_wave=visible)  # fmt: skip
             with stats.step("gx+dq"):
-                self._write(self._dq_rows(typed, failures, stats), DQ, txn)
+                tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(typed, failures, stats),
+                                   DQ_SCHEMA, txn=txn)  # fmt: skip
             stats.validation_seconds = stats.steps["validate"] + stats.steps["gx+dq"]
             if self.gx_mode == "async" and any(stats.silver.values()):
                 self._validate_later(typed, txn)
@@ -284,16 +326,6 @@ class Ingest:
             kept.unpersist()
             for frame in typed.values():
                 frame.unpersist()
-
-    def _write_all(
-        self, writes: list[tuple[DataFrame, str, tuple[str, ...]]], txn: tuple[str, int]
-    ) -> None:
-        futures = [
-            self._writers.submit(self._write, df, name, txn, partition_by)
-            for df, name, partition_by in writes
-        ]
-        for future in futures:
-            future.result()  # the first failure is raised; the batch is re-run from the checkpoint
 
     def _gx_verdicts(self, event_type: str, checked: DataFrame) -> list[tuple[str, str, bool]]:
         """GX's (suite, rule, success) for one event type's checked rows of a batch."""
@@ -306,31 +338,66 @@ class Ingest:
         ]
 
     def _validate_later(self, typed: dict[str, DataFrame], txn: tuple[str, int]) -> None:
-        """GX on this batch in the background, one batch at a time; verdicts to dq_gx_results."""
-        self._wait_for_gx()
+        """GX on this batch in the background; verdicts to ``dq_gx_results``.
 
-        def validate() -> None:
+        The stream never waits for GX: batches that finish while GX is busy are validated
+        together when it is free (one GX run per event type over their union; the verdict is
+        recorded for each of them), so GX keeps up at any trigger interval. Only a backlog of
+        ``GX_MAX_QUEUED`` batches (their frames stay cached until validated) makes a batch wait.
+        """
+        with self._gx_lock:
+            self._gx_queue.append((txn, typed))
+            queued = len(self._gx_queue)
+            if not self._gx_running:
+                self._gx_running = True
+                self._gx_pending = self._gx_worker.submit(self._drain_gx)
+        if queued >= GX_MAX_QUEUED:
+            self._wait_for_gx()
+
+    def _drain_gx(self) -> None:
+        while True:
+            with self._gx_lock:
+                group, self._gx_queue = self._gx_queue, []
+                if not group:
+                    self._gx_running = False
+                    return
             try:
-                rows = [
-                    (txn[0], txn[1], event_type, suite, rule, ok)
-                    for event_type, checked in typed.items()
-                    for suite, rule, ok in self._gx_verdicts(event_type, checked)
-                ]
-                schema = ("query_id string, batch_id long, event_type string, suite string, "
-                          "rule string, gx_success boolean")  # fmt: skip
-                out = self.spark.createDataFrame(rows, schema).withColumn(
-                    "validated_at", F.lit(datetime.now(timezone.utc)).cast("timestamp")
-                )
-                self._write(out, DQ_GX, txn)
+                self._validate_group(group)
+            except Exception:  # a verdict lost is logged, never a stopped stream
+                logger.exception("background GX validation of batches %s failed",
+                                 [txn[1] for txn, _ in group])  # fmt: skip
             finally:
-                for frame in typed.values():
-                    frame.unpersist()
+                for _, typed in group:
+                    for frame in typed.values():
+                        frame.unpersist()
 
-        self._gx_pending = self._gx_worker.submit(validate)
+    def _validate_group(self, group: list[tuple[tuple[str, int], dict[str, DataFrame]]]) -> None:
+        first, last = group[0][0][1], group[-1][0][1]
+        validated_with = str(first) if first == last else f"{first}-{last}"
+        rows = []
+        for event_type in self.checks:
+            frames = [typed[event_type] for _, typed in group if event_type in typed]
+            if not frames:
+                continue
+            union = frames[0]
+            for frame in frames[1:]:
+                union = union.unionByName(frame)
+            verdicts = self._gx_verdicts(event_type, union)
+            rows += [
+                {"query_id": query_id, "batch_id": batch_id, "event_type": event_type,
+                 "suite": suite, "rule": rule, "gx_success": ok, "validated_with": validated_with}
+                for (query_id, batch_id), _ in group
+                for suite, rule, ok in verdicts
+            ]  # fmt: skip
+        validated_at = datetime.now(timezone.utc)
+        # one commit for the group, idempotent by its last batch (versions only grow)
+        tables.append_rows(self.spark, self.cfg, DQ_GX,
+                           [row | {"validated_at": validated_at} for row in rows],
+                           DQ_GX_SCHEMA, txn=group[-1][0])  # fmt: skip
 
     # -- deduplication --------------------------------------------------------------------------
 
-    def _classify_duplicates(self, kept: DataFrame, batch_id: int) -> DataFrame:
+    def _classify_duplicates(self, kept: DataFrame, dates: list[date], batch_id: int) -> DataFrame:
         """(partition, sequenceNumber, _duplicate) for every decodable event of the batch."""
         window_h = self.cfg.quality.dedup_window_hours
         candidates = kept.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull())
@@ -341,7 +408,7 @@ class Ingest:
             "partition", "sequenceNumber", "event_id", F.col("event_time").alias("_t"),
             F.row_number().over(first).alias("_rank"),
         )  # fmt: skip
-        seen = self._seen_ids(kept, batch_id, window_h)
+        seen = self._seen_ids(dates, batch_id, window_h)
         if seen is None:
             return ranked.select(
                 "partition", "sequenceNumber", (F.col("_rank") > 1).alias("_duplicate")
@@ -360,13 +427,10 @@ class Ingest:
             ((F.col("_rank") > 1) | (F.col("_hit") == 1)).alias("_duplicate"),
         )
 
-    def _seen_ids(self, kept: DataFrame, batch_id: int, window_h: int) -> DataFrame | None:
+    def _seen_ids(self, days: list[date], batch_id: int, window_h: int) -> DataFrame | None:
         """Event ids of earlier batches whose event date can be within the window of this one's."""
         if not tables.table_exists(self.spark, self.cfg, EVENT_IDS):
             return None
-        days = [
-            r.d for r in kept.select(F.to_date("event_time").alias("d")).distinct().collect() if r.d
-        ]
         pad = timedelta(days=window_h // 24 + 1)
         dates = sorted({(d + timedelta(days=i)).isoformat() for d in days
                         for i in range(-pad.days, pad.days + 1)})  # fmt: skip
@@ -487,7 +551,7 @@ class Ingest:
 
     def _dq_rows(
         self, typed: dict[str, DataFrame], failures: list[Any], stats: BatchStats
-    ) -> DataFrame:
+    ) -> list[dict[str, Any]]:
         """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
         counts = {(r.event_type, r.rule): int(r.failed) for r in failures if r.rule is not None}
         sizes = {t: 0 for t in typed}
@@ -512,45 +576,26 @@ class Ingest:
                           if self.cfg.vehicle.action(r) != "off"]  # fmt: skip
             for suite_name, rule_name, on_failure in named:
                 failed = counts.get((event_type, rule_name), 0)
-                rows.append((
-                    stats.query_id, stats.batch_id, event_type, suite_name, rule_name, on_failure,
-                    sizes[event_type], failed, verdicts.get(rule_name),
-                ))  # fmt: skip
+                rows.append({
+                    "query_id": stats.query_id, "batch_id": stats.batch_id,
+                    "event_type": event_type, "suite": suite_name, "rule": rule_name,
+                    "on_failure": on_failure, "evaluated": sizes[event_type], "failed": failed,
+                    "gx_success": verdicts.get(rule_name),
+                })  # fmt: skip
         undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}
         for event_type in typed:
             q = by_type[event_type]["quarantine"]
             if q:
                 stats.quarantined[event_type] = q
-        schema = ("query_id string, batch_id long, event_type string, suite string, rule string, "
-                  "on_failure string, evaluated long, failed long, gx_success boolean")  # fmt: skip
-        out = self.spark.createDataFrame(rows, schema)
-        return out.withColumns({
-            "batch_seconds": F.lit(round(time.monotonic() - stats.started, 3)),
-            "validated_at": F.lit(datetime.now(timezone.utc)).cast("timestamp"),
-        })  # fmt: skip
+        finished = {"batch_seconds": round(time.monotonic() - stats.started, 3),
+                    "validated_at": datetime.now(timezone.utc)}  # fmt: skip
+        return [row | finished for row in rows]
 
-    def _batch_row(self, stats: BatchStats) -> DataFrame:
+    def _batch_row(self, stats: BatchStats) -> dict[str, Any]:
         row = {
-            k: v
+            k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
             for k, v in asdict(stats).items()
-            if k not in ("max_enqueued", "started", "steps", "silver_committed_at")
+            if k in BATCHES_SCHEMA.fieldNames()
         }
-        row = {
-            k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in row.items()
-        }
-        row["committed_at"] = datetime.now(timezone.utc)
-        row["max_enqueued"] = stats.max_enqueued
-        row["silver_committed_at"] = stats.silver_committed_at
-        schema = ("query_id string, batch_id long, received long, residency_dropped string, bronze long, "
-                  "duplicates long, quarantined string, silver string, warned long, seconds double, "
-                  "validation_seconds double, committed_at timestamp, max_enqueued timestamp, "
-                  "silver_committed_at timestamp")  # fmt: skip
-        return self.spark.createDataFrame([row], schema)
-
-    def _write(
-        self, df: DataFrame, name: str, txn: tuple[str, int], partition_by: tuple[str, ...] = ()
-    ) -> None:
-        tables.write_table(
-            df, self.cfg, name, partition_by=partition_by, txn=txn, merge_schema=True
-        )
+        return row | {"committed_at": datetime.now(timezone.utc)}

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Literal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
+from pyspark.sql.types import StructType
 
 from jobs.config import Config
 from jobs.errors import ConfigError
@@ -107,6 +110,95 @@ def write_table(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
+
+
+class TableWrite(NamedTuple):
+    """One append of :func:`write_tables`."""
+
+    df: DataFrame
+    name: str
+    partition_by: tuple[str, ...] = ()
+
+
+def write_tables(
+    cfg: Config,
+    waves: list[list[TableWrite]],
+    *,
+    txn: tuple[str, int],
+    merge_schema: bool = False,
+    on_wave: Callable[[int], None] | None = None,
+) -> None:
+    """Appends to several tables, each idempotent by ``txn``: the writes of a wave side by side,
+    the waves in order, ``on_wave(i)`` once wave ``i`` is committed.
+
+    With ``deltars`` all data files are written by one Spark job and the driver then commits each
+    table (``jobs.delta_commit.write_dataframes``); native Delta writes each table with its own
+    job, the writes of a wave from parallel threads.
+    """
+    if not waves:
+        return
+    fmt = resolve_format(waves[0][0].df.sparkSession, cfg)
+    if fmt == "deltars":
+        from jobs.delta_commit import write_dataframes
+        from jobs.deltars import DeltaRsOptions
+
+        def options(w: TableWrite) -> DeltaRsOptions:
+            extra = {"mergeSchema": "true" if merge_schema else None,
+                     "txnAppId": txn[0], "txnVersion": txn[1],
+                     "partitionBy": ",".join(w.partition_by) or None}  # fmt: skip
+            return DeltaRsOptions.from_options(
+                {"path": table_path(cfg, w.name), **_options(fmt, cfg, extra)}
+            )
+
+        write_dataframes([[(w.df, options(w)) for w in wave] for wave in waves], on_wave=on_wave)
+        return
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
+        for i, wave in enumerate(waves):
+            futures = [
+                pool.submit(
+                    write_table,
+                    w.df,
+                    cfg,
+                    w.name,
+                    partition_by=w.partition_by,
+                    txn=txn,
+                    merge_schema=merge_schema,
+                )  # fmt: skip
+                for w in wave
+            ]
+            for future in futures:
+                future.result()
+            if on_wave is not None:
+                on_wave(i)
+
+
+def append_rows(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    rows: list[dict[str, Any]],
+    schema: StructType,
+    *,
+    txn: tuple[str, int],
+) -> None:
+    """Append a few rows built on the driver (batch bookkeeping, quality results), idempotent by
+    ``txn``, adding columns the table lacks. With ``deltars`` no Spark job runs."""
+    if resolve_format(spark, cfg) == "deltars":
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from jobs.delta_commit import write_arrow
+        from jobs.deltars import DeltaRsOptions
+
+        extra = {"mergeSchema": "true", "txnAppId": txn[0], "txnVersion": txn[1]}
+        opts = DeltaRsOptions.from_options(
+            {"path": table_path(cfg, name), **_options("deltars", cfg, extra)}
+        )
+        arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
+        write_arrow(opts, schema, arrow)
+        return
+    df = spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema)
+    write_table(df, cfg, name, txn=txn, merge_schema=True)
 
 
 def table_exists(spark: SparkSession, cfg: Config, name: str) -> bool:

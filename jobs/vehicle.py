@@ -322,7 +322,7 @@ class VehicleChecks(StatefulProcessor):
             batch[_OUT] = [[] for _ in range(len(batch))]
             yield batch
             return
-        stored = self.state.get() if self.state.exists() else None
+        stored = self.state.get()  # None when there is none: one call to the state server
         state = VehicleState(json.loads(stored[0]) if stored else None)
         failures = check_vehicle(batch, state, self.cfg, self.fields)
         batch[_OUT] = failures

@@ -10,7 +10,7 @@ import pytest
 from jobs import register_data_sources
 from jobs.config import PROJECT_ROOT, Config, load_config
 from jobs.schemas import SchemaRegistry
-from jobs.session import ROCKSDB, STATE_STORE_KEY
+from jobs.session import CHANGELOG, ROCKSDB, STATE_STORE_KEY
 from jobs.simulator import Message, SimulationParams, simulate
 
 # Spark's Python workers must run the interpreter that runs the tests.
@@ -49,6 +49,7 @@ def spark():
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config(STATE_STORE_KEY, ROCKSDB)
+        .config(CHANGELOG, "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "4g")
         .config("spark.ui.showConsoleProgress", "false")
