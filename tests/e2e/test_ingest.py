@@ -139,6 +139,10 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     gx = tables.read_table(spark, cfg, DQ_GX)
     assert gx.select("batch_id").distinct().count() == len(result.batches)
     assert gx.count() == gx.select("batch_id", "event_type", "rule").distinct().count()
+    # batches that queued while GX was busy were validated together; each names its group
+    for r in gx.select("batch_id", "validated_with").distinct().collect():
+        first, _, last = r.validated_with.partition("-")
+        assert int(first) <= r.batch_id <= int(last or first), r
     _no_china_data_anywhere(
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]
     )

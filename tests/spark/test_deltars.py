@@ -377,3 +377,50 @@ def test_an_empty_write_creates_or_keeps_the_table(spark, tmp_path) -> None:
     _write(empty, path, txnAppId="e", txnVersion="1")
     assert spark.read.format("deltars").load(str(path)).count() == 3
     assert [a["txn"]["version"] for a in _log(path) if "txn" in a] == [0, 1]
+
+
+def test_write_tables_writes_several_tables_in_one_job_once_per_txn(spark, tmp_path) -> None:
+    from jobs.tables import TableWrite, write_tables
+
+    cfg = load_config(LOCAL_CONF, [f"lake.root={tmp_path}"])
+    a, b = _frame(spark, n=30), _frame(spark, 100, 12).drop("m").withColumn("extra", F.lit(1))
+    empty = _frame(spark, n=0)
+    waves = [
+        [TableWrite(a, "a", ("p",))],
+        [TableWrite(b, "b"), TableWrite(empty, "c")],
+    ]
+    committed: list[tuple[int, set[str]]] = []
+
+    def on_wave(i: int) -> None:  # which tables exist when each wave is reported done
+        committed.append((i, {p.name for p in tmp_path.iterdir() if (p / "_delta_log").exists()}))
+
+    jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+    write_tables(cfg, waves, txn=("multi", 0), on_wave=on_wave)
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) - jobs_before == 1
+    assert committed[0][0] == 0 and "a" in committed[0][1]
+    assert committed[1] == (1, {"a", "b", "c"})
+    write_tables(cfg, waves, txn=("multi", 0))  # a re-run batch adds nothing
+    assertDataFrameEqual(read_table(spark, cfg, "a").select(*a.columns), a)
+    assertDataFrameEqual(read_table(spark, cfg, "b").select(*b.columns), b)
+    assert read_table(spark, cfg, "c").count() == 0
+    assert {a["add"]["partitionValues"]["p"] for a in _log(tmp_path / "a") if "add" in a} == {
+        "p0", "p1", "p2",
+    }  # fmt: skip
+    assert read_with("polars", str(tmp_path / "a"), COLUMNS) == _expected(a)
+
+
+def test_append_rows_from_the_driver_once_per_txn_adding_columns(spark, tmp_path) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.tables import append_rows
+
+    cfg = load_config(LOCAL_CONF, [f"lake.root={tmp_path}"])
+    first = T.StructType([T.StructField("n", T.LongType()), T.StructField("at", T.TimestampType())])
+    at = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.timezone.utc)
+    for _ in range(2):
+        append_rows(spark, cfg, "log", [{"n": 1, "at": at}], first, txn=("rows", 1))
+    wider = first.add("note", T.StringType())
+    append_rows(spark, cfg, "log", [{"n": 2, "at": at, "note": "x"}], wider, txn=("rows", 2))
+    rows = sorted(read_table(spark, cfg, "log").collect(), key=lambda r: r.n)
+    assert [(r.n, r.note) for r in rows] == [(1, None), (2, "x")]
+    assert rows[0].at == at.replace(tzinfo=None)  # the session time zone is UTC
