@@ -90,7 +90,8 @@ DQ_GX_SCHEMA = _struct(
     "query_id string, batch_id long, event_type string, suite string, rule string, "
     "gx_success boolean, validated_with string, validated_at timestamp"
 )
-GX_MAX_QUEUED = 20  # batches waiting for background GX before the stream waits for it
+GX_MAX_QUEUED = 20
+ONE_WRITE_JOB_MAX_EVENTS = 5000  # larger batches write each table with its own Spark job  # batches waiting for background GX before the stream waits for it
 
 
 def silver_table(table: str) -> str:
@@ -314,7 +315,8 @@ class Ingest:
                     [TableWrite(self._bronze(kept), BRONZE, ("ingest_date",)),
                      TableWrite(self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
                      TableWrite(self._event_ids(fresh), EVENT_IDS, ("event_date",))],
-                ], txn=txn, merge_schema=True, on_wave=visible)  # fmt: skip
+                ], txn=txn, merge_schema=True, on_wave=visible,
+                   one_job=stats.bronze <= ONE_WRITE_JOB_MAX_EVENTS)  # fmt: skip
             with stats.step("gx+dq"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(typed, failures, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip
