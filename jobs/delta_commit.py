@@ -4,9 +4,9 @@ transactions, snapshots and the commit log. Everything here goes through delta-r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -272,7 +272,8 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
 
     from jobs.deltars import write_task
 
-    opts = check_write_schema(opts, df.schema)
+    table = _table(opts)
+    opts = check_write_schema(opts, df.schema, table)
 
     def write(batches: Any) -> Any:
         files = write_task(opts, batches)
@@ -280,24 +281,18 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
 
     actions = df.mapInArrow(write, "action string").collect()
     files = [json.loads(r["action"]) for r in actions]
-    commit_files(
-        opts, df.schema, files, overwrite=overwrite, txn=(opts.txn_app_id, opts.txn_version)
-    )
+    commit_files(opts, df.schema, files, overwrite=overwrite,
+                 txn=(opts.txn_app_id, opts.txn_version), table=table)  # fmt: skip
 
 
-def write_dataframes(
-    waves: Sequence[Sequence[tuple[Any, DeltaRsOptions]]],
-    *,
-    on_wave: Callable[[int], None] | None = None,
-) -> None:
-    """Append several DataFrames to several tables with one Spark job, then commit each table.
+def write_files(writes: Sequence[tuple[Any, DeltaRsOptions]]) -> list[Callable[[], None]]:
+    """The data files of several appends (to several tables) with one Spark job; returns, per
+    write, the commit that makes its files visible (idempotent by the write's txn).
 
     Every write's rows travel as one struct column of a union, tagged with the write's index, so
-    one ``mapInArrow`` pass writes the data files of all tables (a Spark job costs about half a
-    second here however small its data). The driver then commits table by table, idempotently
-    by each write's txn: the writes of a wave in parallel, the waves in order, ``on_wave(i)``
-    after wave ``i`` (a caller can make some tables visible first). Nothing is committed if a
-    task fails; files of an uncommitted write are left for vacuum.
+    one ``mapInArrow`` pass writes the files of all tables (a Spark job costs about half a second
+    here however small its data). Nothing is committed if a task fails; the files of a write
+    that is never committed are left for vacuum.
     """
     import json
 
@@ -307,22 +302,13 @@ def write_dataframes(
 
     from jobs.deltars import write_task
 
-    flat = [(i, w, df, opts) for w, wave in enumerate(waves) for i, (df, opts) in
-            enumerate(wave, start=sum(len(x) for x in waves[:w]))]  # fmt: skip
-    if not flat:
-        return
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="deltars-open") as pool:
-        opened = dict(
-            zip([i for i, *_ in flat], pool.map(_table, [o for *_, o in flat]), strict=True)
-        )
-    checked = {i: check_write_schema(opts, df.schema, opened[i]) for i, _, df, opts in flat}
+    opened = [_table(opts) for _, opts in writes]
+    checked = [check_write_schema(opts, df.schema, t) for (df, opts), t in zip(writes, opened, strict=True)]  # fmt: skip
     tagged = [
         df.select(F.lit(i).alias("_write"), F.struct(*[F.col(c) for c in df.columns]).alias(f"_w{i}"))
-        for i, _, df, _ in flat
+        for i, (df, _) in enumerate(writes)
     ]  # fmt: skip
-    union = tagged[0]
-    for part in tagged[1:]:
-        union = union.unionByName(part, allowMissingColumns=True)
+    union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
     # a union has the partitions of all its parts (mostly small): one task per core instead
     union = union.coalesce(union.sparkSession.sparkContext.defaultParallelism)
 
@@ -340,23 +326,16 @@ def write_dataframes(
                 schema=pa.schema([("write", pa.int32()), ("action", pa.string())]),
             )
 
-    actions = union.mapInArrow(write, "write int, action string").collect()
-    files: dict[int, list[dict[str, Any]]] = {}
-    for r in actions:
-        files.setdefault(r["write"], []).append(json.loads(r["action"]))
+    files: list[list[dict[str, Any]]] = [[] for _ in writes]
+    for r in union.mapInArrow(write, "write int, action string").collect():
+        files[r["write"]].append(json.loads(r["action"]))
 
-    def commit(i: int, df: Any) -> None:
-        opts = checked[i]
-        commit_files(opts, df.schema, files.get(i, []), overwrite=False,
-                     txn=(opts.txn_app_id, opts.txn_version), table=opened[i])  # fmt: skip
+    def commit(i: int) -> Callable[[], None]:
+        opts, schema = checked[i], writes[i][0].schema
+        return lambda: commit_files(opts, schema, files[i], overwrite=False,
+                                    txn=(opts.txn_app_id, opts.txn_version), table=opened[i])  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="deltars-commit") as pool:
-        for w in range(len(waves)):
-            futures = [pool.submit(commit, i, df) for i, wave, df, _ in flat if wave == w]
-            for future in futures:
-                future.result()
-            if on_wave is not None:
-                on_wave(w)
+    return [commit(i) for i in range(len(writes))]
 
 
 def write_arrow(opts: DeltaRsOptions, schema: StructType, rows: Any) -> None:

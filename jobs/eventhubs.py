@@ -520,10 +520,10 @@ class _PartitionReceiver:
     """One partition's receiver, driven by the reading task itself.
 
     The SDK's ``receive_batch`` runs an event processor in a thread: it asks the hub for its
-    partition ids before it connects and polls for shutdown once a second: about 1.7 s of a
-    short task's time, against 0.2 s this way. A task knows its partition and position, so it drives the SDK's partition
-    consumer directly (``EventHubConsumerClient._create_consumer``, azure-eventhub 5.15, pinned
-    in pyproject.toml): connect, receive in batches, close."""
+    partition ids before it connects and polls for shutdown once a second, about 1.7 s of a
+    short task's time. A task knows its partition and position, so it drives the SDK's
+    partition consumer directly (``EventHubConsumerClient._create_consumer``, azure-eventhub
+    5.15, pinned in pyproject.toml): connect, receive in batches, close; about 0.2 s."""
 
     def __init__(self, options: EventHubsOptions, partition: str) -> None:
         self.options, self.partition = options, partition

@@ -25,13 +25,14 @@ received = bronze + residency-dropped, bronze = silver + quarantined + duplicate
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
 import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -90,8 +91,8 @@ DQ_GX_SCHEMA = _struct(
     "query_id string, batch_id long, event_type string, suite string, rule string, "
     "gx_success boolean, validated_with string, validated_at timestamp"
 )
-GX_MAX_QUEUED = 20
-ONE_WRITE_JOB_MAX_EVENTS = 5000  # larger batches write each table with its own Spark job  # batches waiting for background GX before the stream waits for it
+GX_MAX_QUEUED = 20  # batches waiting for background GX before the stream waits for it
+ONE_WRITE_JOB_MAX_EVENTS = 5000  # larger batches write each table with its own Spark job
 
 
 def silver_table(table: str) -> str:
@@ -198,14 +199,13 @@ class Ingest:
         self.gx_mode = cfg.quality.gx_mode if gx else "off"
         self.gx = self.gx_mode == "inline"  # verdicts before the batch commits
         self._gx_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx")
-        self._gx_pending: Future[None] | None = None
         # batches waiting for background GX: (txn, typed frames); guarded by _gx_lock
         self._gx_queue: list[tuple[tuple[str, int], dict[str, DataFrame]]] = []
         self._gx_lock = threading.Lock()
-        self._gx_running = False
+        self._gx_idle = threading.Event()  # clear while the GX worker drains the queue
+        self._gx_idle.set()
         # expressions built once and reused by every batch (building them calls into the JVM)
         self._decoders = {t: PayloadDecoder(registry.latest(t)) for t in checks}
-        self._with_vehicle_failures: dict[str, Column] | None = None
 
     def close(self) -> None:
         """Wait for the background GX validation of the batches done so far, stop the workers."""
@@ -213,15 +213,7 @@ class Ingest:
         self._gx_worker.shutdown()
 
     def _wait_for_gx(self) -> None:
-        while True:
-            with self._gx_lock:
-                pending = self._gx_pending
-            if pending is None:
-                return
-            pending.result()  # the worker logs its own failures
-            with self._gx_lock:
-                if self._gx_pending is pending and not self._gx_running:
-                    self._gx_pending = None
+        self._gx_idle.wait()  # the worker logs its own failures
 
     # -- the batch ----------------------------------------------------------------------------
 
@@ -350,18 +342,23 @@ class Ingest:
         with self._gx_lock:
             self._gx_queue.append((txn, typed))
             queued = len(self._gx_queue)
-            if not self._gx_running:
-                self._gx_running = True
-                self._gx_pending = self._gx_worker.submit(self._drain_gx)
+            if self._gx_idle.is_set():
+                self._gx_idle.clear()
+                self._gx_worker.submit(self._drain_gx)
         if queued >= GX_MAX_QUEUED:
             self._wait_for_gx()
 
     def _drain_gx(self) -> None:
+        try:
+            self._drain_gx_queue()
+        finally:
+            self._gx_idle.set()  # also if the worker died: the next batch starts a new one
+
+    def _drain_gx_queue(self) -> None:
         while True:
             with self._gx_lock:
                 group, self._gx_queue = self._gx_queue, []
                 if not group:
-                    self._gx_running = False
                     return
             try:
                 self._validate_group(group)
@@ -381,10 +378,9 @@ class Ingest:
             frames = [typed[event_type] for _, typed in group if event_type in typed]
             if not frames:
                 continue
-            union = frames[0]
-            for frame in frames[1:]:
-                union = union.unionByName(frame)
-            verdicts = self._gx_verdicts(event_type, union)
+            verdicts = self._gx_verdicts(
+                event_type, functools.reduce(DataFrame.unionByName, frames)
+            )
             rows += [
                 {"query_id": query_id, "batch_id": batch_id, "event_type": event_type,
                  "suite": suite, "rule": rule, "gx_success": ok, "validated_with": validated_with}
@@ -451,14 +447,16 @@ class Ingest:
         checked = self.checks[event_type].apply(self._decoders[event_type](of_type))
         if VEHICLE_FAILURES not in checked.columns:
             return checked
-        if self._with_vehicle_failures is None:
-            merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
-            self._with_vehicle_failures = {FAILURES: merged.cast(FAILURES_DDL)}
+        merged, action = self._with_vehicle_failures
         return (
-            checked.withColumns(self._with_vehicle_failures)
-            .drop(VEHICLE_FAILURES)
-            .withColumn(ACTION, action_column())
+            checked.withColumn(FAILURES, merged).drop(VEHICLE_FAILURES).withColumn(ACTION, action)
         )
+
+    @functools.cached_property
+    def _with_vehicle_failures(self) -> tuple[Column, Column]:
+        """``_dq_failures`` followed by the per-vehicle failures, and the action from both."""
+        merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
+        return merged.cast(FAILURES_DDL), action_column()
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
         """Per event type: rows by action, and rows per failed rule; one Spark job for both.
@@ -470,9 +468,7 @@ class Ingest:
                       F.explode_outer(F.array_union(F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string")))).alias("rule"))
             for t, df in typed.items()
         ]  # fmt: skip
-        union = parts[0]
-        for part in parts[1:]:
-            union = union.unionByName(part)
+        union = functools.reduce(DataFrame.unionByName, parts)
         rows = union.groupBy("event_type", "rule", ACTION).agg(F.count("*").alias("n")).collect()
         rules: dict[str, str] = {
             r.name: r.on_failure
@@ -536,9 +532,7 @@ class Ingest:
                 payload_json.alias(PAYLOAD), RESCUED,
                 F.col(FAILURES).cast(FAILURES_DDL).alias("reasons"),
             ))  # fmt: skip
-        union = parts[0]
-        for part in parts[1:]:
-            union = union.unionByName(part)
+        union = functools.reduce(DataFrame.unionByName, parts)
         return union.withColumns({
             "reason": F.filter("reasons", lambda r: r["on_failure"] == "quarantine")[0]["rule"],
             "quarantine_id": F.concat_ws(":", F.col("partition"), F.col("sequenceNumber").cast("string")),

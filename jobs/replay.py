@@ -9,6 +9,7 @@ half-way and is started again writes nothing twice; released rows are never rele
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -104,9 +105,7 @@ def replay(
                 ))  # fmt: skip
         result.still_failing = result.candidates - sum(result.released.values())
         if releases and not dry_run:
-            union = releases[0]
-            for part in releases[1:]:
-                union = union.unionByName(part)
+            union = functools.reduce(DataFrame.unionByName, releases)
             tables.write_table(union, cfg, RELEASES, txn=(APP_ID, run), merge_schema=True)
     finally:
         for frame in (events, *cached):

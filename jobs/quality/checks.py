@@ -36,10 +36,9 @@ class EventTypeChecks:
 
     def apply(self, df: DataFrame) -> DataFrame:
         """Add ``_dq_failures`` and ``_dq_action`` to decoded events of this type."""
-        for name, expression in self._derived.items():  # in order: one may use another
-            df = df.withColumn(name, expression)
         return (
-            df.withColumn(FAILURES, self._failures)
+            self.with_derived_columns(df)
+            .withColumn(FAILURES, self._failures)
             .withColumn(ACTION, self._action)
             .drop(*self._derived)
         )
@@ -64,7 +63,9 @@ class EventTypeChecks:
 
     def with_derived_columns(self, df: DataFrame) -> DataFrame:
         """The frame GX validates: decoded events plus the suites' derived columns."""
-        return add_derived_columns(df, list(self.suites))
+        for name, expression in self._derived.items():  # in order: one may use another
+            df = df.withColumn(name, expression)
+        return df
 
 
 def decoded_events(
