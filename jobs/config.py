@@ -114,8 +114,13 @@ class QualityConfig:
     # go to dq_gx_results; the next batch does not wait), "inline" before the batch commits
     # (verdicts in dq_results.gx_success), "off". The one-pass row checks always run inline.
     gx_mode: Literal["async", "inline", "off"] = "async"
+    # "async": GX runs at most once per this many seconds, over every batch done since its last
+    # run, so it takes the driver from the stream rarely (stopping the query flushes it).
+    gx_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.gx_interval_s < 0:
+            raise ValueError(f"gx_interval_s: expected 0 or more; got {self.gx_interval_s}")
         if self.dedup_window_hours < 24:
             raise ValueError(
                 f"dedup_window_hours: expected at least 24 (re-sends arrive up to a day late); "

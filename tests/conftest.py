@@ -19,7 +19,11 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 LOCAL_CONF = PROJECT_ROOT / "conf" / "local.toml"
-SIM_END = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+# The fleet's last event: this hour, not a fixed date. Ingest stamps events with the real
+# enqueue time, and the envelope's lag rules compare the two: with a fixed date the "future
+# timestamp" events stopped being in the future a few days later (and in a month every event
+# would be too old).
+SIM_END = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 SIM_PARAMS = SimulationParams(vehicles=40, events=4000, bad_rate=0.06, seed=7, end_time=SIM_END)
 
 
