@@ -320,7 +320,7 @@ class Ingest:
         try:
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
             with stats.step("validate"):
-                typed.update(self._checked_types(fresh, typed_held))
+                typed.update({t: typed_held(self._checked(fresh, t)) for t in self.checks})
                 failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
 
@@ -476,29 +476,6 @@ class Ingest:
         ).select("event_id", F.col("event_time").alias("_seen_time"))
 
     # -- validation -----------------------------------------------------------------------------
-
-    def _checked_types(self, fresh: DataFrame, held: Held) -> dict[str, DataFrame]:
-        """Every event type's checked rows, computed together: one held union per group of
-        types whose columns agree (all of them, unless two schemas give a field different
-        types), split again by type. One Spark job instead of one per type."""
-        checked = {t: self._checked(fresh, t) for t in self.checks}
-        groups: list[tuple[dict[str, T.DataType], list[str]]] = []
-        for event_type, frame in checked.items():
-            types = {f.name: f.dataType for f in frame.schema.fields}
-            for columns, members in groups:
-                if all(columns.get(name, kind) == kind for name, kind in types.items()):
-                    columns.update(types)
-                    members.append(event_type)
-                    break
-            else:
-                groups.append((types, [event_type]))
-        union = functools.partial(DataFrame.unionByName, allowMissingColumns=True)
-        out = {}
-        for _, members in groups:
-            together = held(functools.reduce(union, [checked[t] for t in members]))
-            for t in members:
-                out[t] = together.where(F.col("event_type") == t).select(*checked[t].columns)
-        return out
 
     def _checked(self, fresh: DataFrame, event_type: str) -> DataFrame:
         """Events of one type, decoded, with row-level failures and, after them, the per-vehicle
