@@ -469,11 +469,14 @@ class Ingest:
         pad = timedelta(days=window_h // 24 + 1)
         dates = sorted({(d + timedelta(days=i)).isoformat() for d in days
                         for i in range(-pad.days, pad.days + 1)})  # fmt: skip
-        state = tables.read_table(self.spark, self.cfg, EVENT_IDS)
+        state = tables.read_data_columns(
+            self.spark, self.cfg, EVENT_IDS, "event_id string, event_time timestamp, batch_id long",
+            ("event_date", dates),
+        )  # fmt: skip
         # a re-run batch must not find its own ids from the attempt that crashed
-        return state.where(
-            F.col("event_date").isin(dates) & (F.col("batch_id") != batch_id)
-        ).select("event_id", F.col("event_time").alias("_seen_time"))
+        return state.where(F.col("batch_id") != batch_id).select(
+            "event_id", F.col("event_time").alias("_seen_time")
+        )
 
     # -- validation -----------------------------------------------------------------------------
 

@@ -12,11 +12,13 @@ import functools
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
@@ -232,6 +234,34 @@ def read_table(
     fmt = resolve_format(spark, cfg)
     options = _options(fmt, cfg, {"versionAsOf": version})
     return spark.read.format(fmt).options(**options).load(table_path(cfg, name))
+
+
+def read_data_columns(
+    spark: SparkSession, cfg: Config, name: str, schema: str, where: tuple[str, list[str]]
+) -> DataFrame:
+    """The data columns ``schema`` (DDL; not partition columns) of a table's rows whose
+    partition column ``where[0]`` is one of ``where[1]``.
+
+    On a local ``deltars`` lake, Spark's own Parquet reader reads the files delta-rs lists for
+    those partitions: 0.2 s where the ``deltars`` data source takes 0.8 s (it plans every read
+    in a new Python process). Elsewhere the table's reader does it, with the same result."""
+    column, values = where
+    path = table_path(cfg, name)
+    if resolve_format(spark, cfg) == "delta" or "://" in path:
+        names = [item.split()[0] for item in schema.split(",")]
+        return read_table(spark, cfg, name).where(F.col(column).isin(values)).select(*names)
+    from jobs.delta_commit import snapshot_files
+    from jobs.deltars import DeltaRsOptions
+
+    wanted = set(values)
+    files = [
+        os.path.join(path, urllib.parse.unquote(file))
+        for file, partition in snapshot_files(DeltaRsOptions(path=path), None)
+        if partition.get(column) in wanted
+    ]
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)
 
 
 def read_stream(
