@@ -92,7 +92,9 @@ DQ_GX_SCHEMA = _struct(
     "gx_success boolean, validated_with string, validated_at timestamp"
 )
 GX_MAX_QUEUED = 100  # batches waiting for background GX before the stream waits for it
-ONE_WRITE_JOB_MAX_EVENTS = 5000  # larger batches write each table with its own Spark job
+# Batches up to this many events are one partition after the source (each further Spark task
+# costs more than it saves) and write every table's files with one Spark job.
+SMALL_BATCH_EVENTS = 5000
 
 
 class Held:
@@ -270,13 +272,12 @@ class Ingest:
         stats = BatchStats(query_id, batch_id)
         txn = (query_id, batch_id)
         prepared = df if RESIDENCY in df.columns else self.prepare(df)
-        decoded = prepared.withColumn("batch_id", F.lit(batch_id).cast("long")).withColumn(
-            "query_id", F.lit(query_id)
-        )
         held = Held()
         try:
             with stats.step("decode+residency"):
-                decoded = held(decoded)
+                decoded = held(prepared).withColumns(
+                    {"batch_id": F.lit(batch_id).cast("long"), "query_id": F.lit(query_id)}
+                )
                 counts = (
                     decoded.groupBy(RESIDENCY)
                     .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"),
@@ -289,6 +290,8 @@ class Ingest:
             stats.residency_dropped = {r[RESIDENCY]: r.n for r in counts if r[RESIDENCY]}
             stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
             kept = decoded.where(F.col(RESIDENCY).isNull()).drop(RESIDENCY)
+            if stats.received <= SMALL_BATCH_EVENTS:
+                kept = kept.coalesce(1)
             stats.bronze = stats.received - sum(stats.residency_dropped.values())
             if stats.received:
                 self._process_kept(kept, dates, stats, txn, held)
@@ -314,6 +317,8 @@ class Ingest:
                     "_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False))
                 )
             )
+            if stats.received <= SMALL_BATCH_EVENTS:
+                kept = kept.coalesce(1)
             stats.duplicates = kept.where("_duplicate").count()
         typed: dict[str, DataFrame] = {}
         typed_held = Held()  # the background GX frees these when it has validated them
@@ -338,7 +343,7 @@ class Ingest:
                      TableWrite(self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
                      TableWrite(self._event_ids(fresh), EVENT_IDS, ("event_date",))],
                 ], txn=txn, merge_schema=True, on_wave=visible,
-                   one_job=stats.bronze <= ONE_WRITE_JOB_MAX_EVENTS)  # fmt: skip
+                   one_job=stats.bronze <= SMALL_BATCH_EVENTS)  # fmt: skip
             with stats.step("gx+dq"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(typed, failures, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip

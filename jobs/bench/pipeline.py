@@ -174,14 +174,23 @@ def _state_size(progress: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _latency(
-    spark: SparkSession, cfg: Config, work: Path, *, rate: int = 100, seconds: int = 30
+    spark: SparkSession,
+    cfg: Config,
+    work: Path,
+    *,
+    rate: int = 100,
+    seconds: int = 60,
+    warm_up_batches: int = 2,
 ) -> dict[str, Any]:
     """Enqueue-to-visible-in-silver latency with a 1-second trigger, at a steady ``rate``.
 
     The ingest query runs in a thread; this thread sends ``rate`` events per second for
     ``seconds``, in ten small batches a second. An event is visible in silver when its batch's
     silver commits are done (``ingest_batches.silver_committed_at``); its latency is that time
-    minus its enqueued time. Events of the warm-up (the query's first batch) are left out."""
+    minus its enqueued time. The query's first ``warm_up_batches`` batches are a warm-up (the
+    first starts Spark's Python workers, the second is the first to read the per-vehicle and
+    dedup state; each took 20-25 s here), and the events sent before they finished are left out:
+    the measure is the running stream's. Their own latency is reported as ``warm_up_max_s``."""
     from azure.eventhub import EventHubProducerClient
     from pyspark.sql import functions as F
 
@@ -194,7 +203,7 @@ def _latency(
     from jobs.simulator.output import send_keyed
 
     messages = simulate(
-        SimulationParams(vehicles=100, events=rate * seconds + 50, bad_rate=0.0, seed=21,
+        SimulationParams(vehicles=100, events=rate * (seconds + 120) + 50, bad_rate=0.0, seed=21,
                          end_time=datetime.now(timezone.utc)),
         list(cfg.partners),
     )  # fmt: skip
@@ -213,20 +222,27 @@ def _latency(
             emu.connection_string, eventhub_name=local.source.eventhub
         )
         with producer:
-            # warm-up: the first batch starts Spark's workers
+            # warm-up: a few events, then a steady stream until the warm-up batches are done
             send_keyed(producer, [(m.partition_key, m.body) for m in messages[:50]])
             deadline = time.monotonic() + 300
             while not live and query.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.5)
-            steady_from = datetime.now(timezone.utc)
             per_tick, sent = max(1, rate // 10), 50
             began = time.monotonic()
-            while sent < len(messages) and time.monotonic() - began < seconds:
+            while len(live) < warm_up_batches and query.is_alive() and time.monotonic() < deadline:
                 send_keyed(
                     producer, [(m.partition_key, m.body) for m in messages[sent : sent + per_tick]]
                 )
                 sent += per_tick
                 time.sleep(max(0.0, began + (sent - 50) / rate - time.monotonic()))
+            steady_from = datetime.now(timezone.utc)
+            began, warm = time.monotonic(), sent
+            while sent < len(messages) and time.monotonic() - began < seconds:
+                send_keyed(
+                    producer, [(m.partition_key, m.body) for m in messages[sent : sent + per_tick]]
+                )
+                sent += per_tick
+                time.sleep(max(0.0, began + (sent - warm) / rate - time.monotonic()))
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and query.is_alive():
             if sum(b.received for b in live) >= sent:
@@ -236,21 +252,22 @@ def _latency(
         query.join(120)
     batches = tables.read_table(spark, local, BATCHES).select("batch_id", "silver_committed_at")
     registry = SchemaRegistry.load(local.quality.schemas_path)
-    latencies: list[float] = []
+    latencies, warm_up = [], []
     for schema in registry.schemas():
         name = silver_table(schema.table)
         if not tables.table_exists(spark, local, name):
             continue
         rows = (
             tables.read_table(spark, local, name)
-            .where(F.col("ingest_time") >= F.lit(steady_from))
             .join(batches, "batch_id")
             .select(
-                (F.unix_micros("silver_committed_at") - F.unix_micros("ingest_time")).alias("us")
+                (F.col("ingest_time") >= F.lit(steady_from)).alias("steady"),
+                (F.unix_micros("silver_committed_at") - F.unix_micros("ingest_time")).alias("us"),
             )
             .collect()
         )
-        latencies += [r.us / 1e6 for r in rows]
+        latencies += [r.us / 1e6 for r in rows if r.steady]
+        warm_up += [r.us / 1e6 for r in rows if not r.steady]
     latencies.sort()
     if not latencies:
         return {"events": 0}
@@ -261,4 +278,6 @@ def _latency(
         "p95_s": round(latencies[int(len(latencies) * 0.95)], 2),
         "max_s": round(latencies[-1], 2),
         "batches": len(live),
+        "warm_up_batches": warm_up_batches,
+        "warm_up_max_s": round(max(warm_up, default=0.0), 2),
     }
