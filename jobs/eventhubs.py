@@ -536,9 +536,13 @@ class _PartitionReceiver:
         after :meth:`close`, connects there); an empty list after a short wait for more."""
         if self.consumer is None:
             self.client = self.options.client()
+            # Credit for no more than the events still wanted: with more, a hub that is being
+            # written to keeps sending new events past the range, and the SDK's receive loop
+            # reads frames until it has a prefetch's worth (measured: 0.3-4.5 s instead of
+            # 0.2 s for 90 events while a producer sent 100 events/s).
             self.consumer = self.client._create_consumer(
                 self.options.consumer_group, self.partition, start, self.inbox.extend,
-                event_position_inclusive=True, prefetch=self.options.prefetch,
+                event_position_inclusive=True, prefetch=max(1, min(most, self.options.prefetch)),
             )  # fmt: skip
             # no keep-alive thread: a task receives without pause, and closing the client
             # would wait out the thread's one-second sleep
