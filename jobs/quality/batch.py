@@ -47,7 +47,9 @@ def gx_context() -> Any:
 def _batch_definition() -> Any:
     # One asset and one batch definition for the process: each batch is a new dataframe passed
     # as a batch parameter, so a long-running stream does not grow the context batch by batch.
-    source = gx_context().data_sources.add_or_update_spark(name="spark")
+    # persist=False: GX would cache every batch it is given and never release it (a leak over a
+    # long-running stream); the ingest job hands GX frames it holds already.
+    source = gx_context().data_sources.add_or_update_spark(name="spark", persist=False)
     asset = source.add_dataframe_asset(name="batches")
     return asset.add_batch_definition_whole_dataframe("whole")
 

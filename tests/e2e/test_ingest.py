@@ -124,8 +124,11 @@ def _placement_errors(spark, cfg, messages):
 def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, messages) -> None:
     cfg = _cfg(tmp_path, max_events_per_trigger=2500)
     _send(hub, messages)
+    held = _held_blocks(spark)
     result = run_ingest(cfg, available_now=True, spark=spark, timeout_s=600)
     assert result.received == len(messages) and len(result.batches) >= 2  # dedup across batches
+    # every batch's held frames, and those background GX validated, were freed
+    assert _held_blocks(spark) == held
 
     misplaced, false_flags = _placement_errors(spark, cfg, messages)
     assert false_flags == [], false_flags[:20]
@@ -147,6 +150,11 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]
     )
     _replay_releases_once_after_a_fix(spark, cfg, quarantine)
+
+
+def _held_blocks(spark) -> int:
+    """RDDs that Spark keeps (persisted or locally checkpointed)."""
+    return spark.sparkContext._jsc.getPersistentRDDs().size()
 
 
 def _replay_releases_once_after_a_fix(spark, cfg, quarantine) -> None:
