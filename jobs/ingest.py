@@ -97,28 +97,21 @@ GX_MAX_QUEUED = 100  # batches waiting for background GX before the stream waits
 SMALL_BATCH_EVENTS = 5000
 
 
-class Held:
-    """Frames of one batch computed once and kept by Spark (memory, spilling to disk) with their
-    lineage cut, freed together by :meth:`release`.
+def hold(df: DataFrame) -> DataFrame:
+    """``df`` computed now and kept by Spark (memory, spilling to disk) with its lineage cut.
 
     A frame built on a held one plans against a scan of its blocks instead of the batch's whole
     plan. PySpark analyses every new frame's full plan eagerly, and for the decode and check
     expressions of a batch that analysis cost more than computing a small batch (measured: a
-    300-event batch 11 s -> 7 s). Without :meth:`release` the blocks would live until the JVM's
-    garbage collector found them."""
+    300-event batch 11 s -> 7 s). Free it with :func:`release`; otherwise the blocks live until
+    the JVM's garbage collector finds them."""
+    return df.localCheckpoint(eager=True)
 
-    def __init__(self) -> None:
-        self.frames: list[DataFrame] = []
 
-    def __call__(self, df: DataFrame) -> DataFrame:
-        cut = df.localCheckpoint(eager=True)
-        self.frames.append(cut)
-        return cut
-
-    def release(self) -> None:
-        for frame in self.frames:
-            frame._jdf.queryExecution().analyzed().rdd().unpersist(False)
-        self.frames = []
+def release(frames: Iterable[DataFrame]) -> None:
+    """Free the blocks of frames made by :func:`hold`."""
+    for frame in frames:
+        frame._jdf.queryExecution().analyzed().rdd().unpersist(False)
 
 
 def silver_table(table: str) -> str:
@@ -225,8 +218,8 @@ class Ingest:
         self.gx_mode = cfg.quality.gx_mode if gx else "off"
         self.gx = self.gx_mode == "inline"  # verdicts before the batch commits
         self._gx_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx")
-        # batches waiting for background GX: (txn, typed frames, their blocks); under _gx_lock
-        self._gx_queue: list[tuple[tuple[str, int], dict[str, DataFrame], Held]] = []
+        # batches waiting for background GX: (txn, held typed frames); guarded by _gx_lock
+        self._gx_queue: list[tuple[tuple[str, int], dict[str, DataFrame]]] = []
         self._gx_lock = threading.Lock()
         self._gx_idle = threading.Event()  # clear while the GX worker drains the queue
         self._gx_idle.set()
@@ -272,10 +265,11 @@ class Ingest:
         stats = BatchStats(query_id, batch_id)
         txn = (query_id, batch_id)
         prepared = df if RESIDENCY in df.columns else self.prepare(df)
-        held = Held()
+        held: list[DataFrame] = []  # this batch's held frames, released when it ends
         try:
             with stats.step("decode+residency"):
-                decoded = held(prepared).withColumns(
+                held.append(hold(prepared))
+                decoded = held[-1].withColumns(
                     {"batch_id": F.lit(batch_id).cast("long"), "query_id": F.lit(query_id)}
                 )
                 counts = (
@@ -289,43 +283,41 @@ class Ingest:
             dates = sorted({d for r in counts if not r[RESIDENCY] for d in r.dates})
             stats.residency_dropped = {r[RESIDENCY]: r.n for r in counts if r[RESIDENCY]}
             stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
+            small = stats.received <= SMALL_BATCH_EVENTS
             kept = decoded.where(F.col(RESIDENCY).isNull()).drop(RESIDENCY)
-            if stats.received <= SMALL_BATCH_EVENTS:
+            if small:
                 kept = kept.coalesce(1)
             stats.bronze = stats.received - sum(stats.residency_dropped.values())
             if stats.received:
-                self._process_kept(kept, dates, stats, txn, held)
+                self._process_kept(kept, dates, stats, txn, held, small)
             stats.seconds = time.monotonic() - stats.started
             stats.check()
             with stats.step("write ingest_batches"):
                 tables.append_rows(self.spark, self.cfg, BATCHES, [self._batch_row(stats)],
                                    BATCHES_SCHEMA, txn=txn)  # fmt: skip
         finally:
-            held.release()
+            release(held)
         logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
                     ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
         return stats
 
     def _process_kept(
         self, kept: DataFrame, dates: list[date], stats: BatchStats, txn: tuple[str, int],
-        held: Held,
+        held: list[DataFrame], small: bool,
     ) -> None:  # fmt: skip
         with stats.step("dedup"):
             ids = self._classify_duplicates(kept, dates, stats.batch_id)
-            kept = held(
-                kept.join(ids, on=["partition", "sequenceNumber"], how="left").withColumn(
-                    "_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False))
-                )
-            )
-            if stats.received <= SMALL_BATCH_EVENTS:
-                kept = kept.coalesce(1)
+            held.append(hold(
+                kept.join(ids, on=["partition", "sequenceNumber"], how="left")
+                .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+            ))  # fmt: skip
+            kept = held[-1].coalesce(1) if small else held[-1]
             stats.duplicates = kept.where("_duplicate").count()
         typed: dict[str, DataFrame] = {}
-        typed_held = Held()  # the background GX frees these when it has validated them
         try:
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
             with stats.step("validate"):
-                typed.update({t: typed_held(self._checked(fresh, t)) for t in self.checks})
+                typed.update({t: hold(self._checked(fresh, t)) for t in self.checks})
                 failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
 
@@ -343,16 +335,16 @@ class Ingest:
                      TableWrite(self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
                      TableWrite(self._event_ids(fresh), EVENT_IDS, ("event_date",))],
                 ], txn=txn, merge_schema=True, on_wave=visible,
-                   one_job=stats.bronze <= SMALL_BATCH_EVENTS)  # fmt: skip
+                   one_job=small)  # fmt: skip
             with stats.step("gx+dq"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(typed, failures, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip
             stats.validation_seconds = stats.steps["validate"] + stats.steps["gx+dq"]
             if self.gx_mode == "async" and any(stats.silver.values()):
-                self._validate_later(typed, typed_held, txn)
-                typed_held = Held()  # the background validation releases them
+                self._validate_later(typed, txn)
+                typed = {}  # the background validation releases them
         finally:
-            typed_held.release()
+            release(typed.values())
 
     def _gx_verdicts(self, event_type: str, checked: DataFrame) -> list[tuple[str, str, bool]]:
         """GX's (suite, rule, success) for one event type's checked rows of a batch."""
@@ -364,9 +356,7 @@ class Ingest:
             for r in validate_batch(frame, list(checks.suites))
         ]
 
-    def _validate_later(
-        self, typed: dict[str, DataFrame], held: Held, txn: tuple[str, int]
-    ) -> None:
+    def _validate_later(self, typed: dict[str, DataFrame], txn: tuple[str, int]) -> None:
         """GX on this batch in the background; verdicts to ``dq_gx_results``.
 
         The stream never waits for GX: GX runs at most once per ``[quality] gx_interval_s``
@@ -378,7 +368,7 @@ class Ingest:
         until validated) makes a batch wait, for GX to validate them at once.
         """
         with self._gx_lock:
-            self._gx_queue.append((txn, typed, held))
+            self._gx_queue.append((txn, typed))
             queued = len(self._gx_queue)
             if self._gx_idle.is_set():
                 self._gx_idle.clear()
@@ -404,20 +394,18 @@ class Ingest:
                 self._validate_group(group)
             except Exception:  # a verdict lost is logged, never a stopped stream
                 logger.exception("background GX validation of batches %s failed",
-                                 [txn[1] for txn, _, _ in group])  # fmt: skip
+                                 [txn[1] for txn, _ in group])  # fmt: skip
             finally:
                 self._gx_last = time.monotonic()
-                for _, _, held in group:
-                    held.release()
+                for _, typed in group:
+                    release(typed.values())
 
-    def _validate_group(
-        self, group: list[tuple[tuple[str, int], dict[str, DataFrame], Held]]
-    ) -> None:
+    def _validate_group(self, group: list[tuple[tuple[str, int], dict[str, DataFrame]]]) -> None:
         first, last = group[0][0][1], group[-1][0][1]
         validated_with = str(first) if first == last else f"{first}-{last}"
         rows = []
         for event_type in self.checks:
-            frames = [typed[event_type] for _, typed, _ in group if event_type in typed]
+            frames = [typed[event_type] for _, typed in group if event_type in typed]
             if not frames:
                 continue
             verdicts = self._gx_verdicts(
@@ -426,7 +414,7 @@ class Ingest:
             rows += [
                 {"query_id": query_id, "batch_id": batch_id, "event_type": event_type,
                  "suite": suite, "rule": rule, "gx_success": ok, "validated_with": validated_with}
-                for (query_id, batch_id), _, _ in group
+                for (query_id, batch_id), _ in group
                 for suite, rule, ok in verdicts
             ]  # fmt: skip
         validated_at = datetime.now(timezone.utc)

@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -228,21 +229,21 @@ def _latency(
             while not live and query.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.5)
             per_tick, sent = max(1, rate // 10), 50
-            began = time.monotonic()
-            while len(live) < warm_up_batches and query.is_alive() and time.monotonic() < deadline:
-                send_keyed(
-                    producer, [(m.partition_key, m.body) for m in messages[sent : sent + per_tick]]
-                )
-                sent += per_tick
-                time.sleep(max(0.0, began + (sent - 50) / rate - time.monotonic()))
-            steady_from = datetime.now(timezone.utc)
-            began, warm = time.monotonic(), sent
-            while sent < len(messages) and time.monotonic() - began < seconds:
-                send_keyed(
-                    producer, [(m.partition_key, m.body) for m in messages[sent : sent + per_tick]]
-                )
-                sent += per_tick
-                time.sleep(max(0.0, began + (sent - warm) / rate - time.monotonic()))
+
+            def send_steadily(until: Callable[[], bool]) -> None:
+                """``rate`` events a second, in ten sends a second, until ``until()``."""
+                nonlocal sent
+                began, first = time.monotonic(), sent
+                while sent < len(messages) and not until():
+                    batch = messages[sent : sent + per_tick]
+                    send_keyed(producer, [(m.partition_key, m.body) for m in batch])
+                    sent += len(batch)
+                    time.sleep(max(0.0, began + (sent - first) / rate - time.monotonic()))
+
+            send_steadily(lambda: len(live) >= warm_up_batches or not query.is_alive()
+                          or time.monotonic() >= deadline)  # fmt: skip
+            steady_from, steady_began = datetime.now(timezone.utc), time.monotonic()
+            send_steadily(lambda: time.monotonic() - steady_began >= seconds)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and query.is_alive():
             if sum(b.received for b in live) >= sent:
