@@ -34,19 +34,21 @@ from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.window import Window
 
 from jobs import tables
 from jobs.config import Config
 from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, PayloadDecoder, decode_envelope
+from jobs.dedup import BATCH_COLUMNS, SEEN_SCHEMA, duplicates
 from jobs.errors import QualityGateError, SinkError
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, EventTypeChecks
@@ -272,24 +274,19 @@ class Ingest:
                 decoded = held[-1].withColumns(
                     {"batch_id": F.lit(batch_id).cast("long"), "query_id": F.lit(query_id)}
                 )
-                counts = (
-                    decoded.groupBy(RESIDENCY)
-                    .agg(F.count("*").alias("n"), F.max("enqueuedTime").alias("t"),
-                         F.collect_set(F.to_date("event_time")).alias("dates"))
-                    .collect()
-                )  # fmt: skip
-            stats.received = sum(r.n for r in counts)
-            # the event dates of the kept events: which days of the dedup state to read
-            dates = sorted({d for r in counts if not r[RESIDENCY] for d in r.dates})
-            stats.residency_dropped = {r[RESIDENCY]: r.n for r in counts if r[RESIDENCY]}
-            stats.max_enqueued = max((r.t for r in counts if r.t is not None), default=None)
+                # a few columns of every event, on the driver: the counts and the dedup keys
+                keys = held[-1].select(*BATCH_COLUMNS, RESIDENCY, DECODE_ERROR).toArrow()
+            stats.received = keys.num_rows
+            dropped = keys.column(RESIDENCY).drop_null().value_counts()
+            stats.residency_dropped = {d["values"].as_py(): d["counts"].as_py() for d in dropped}
+            stats.max_enqueued = pc.max(keys.column("enqueuedTime")).as_py()
             small = stats.received <= SMALL_BATCH_EVENTS
             kept = decoded.where(F.col(RESIDENCY).isNull()).drop(RESIDENCY)
             if small:
                 kept = kept.coalesce(1)
             stats.bronze = stats.received - sum(stats.residency_dropped.values())
             if stats.received:
-                self._process_kept(kept, dates, stats, txn, held, small)
+                self._process_kept(kept, keys, stats, txn, held, small)
             stats.seconds = time.monotonic() - stats.started
             stats.check()
             with stats.step("write ingest_batches"):
@@ -302,17 +299,23 @@ class Ingest:
         return stats
 
     def _process_kept(
-        self, kept: DataFrame, dates: list[date], stats: BatchStats, txn: tuple[str, int],
+        self, kept: DataFrame, keys: pa.Table, stats: BatchStats, txn: tuple[str, int],
         held: list[DataFrame], small: bool,
     ) -> None:  # fmt: skip
         with stats.step("dedup"):
-            ids = self._classify_duplicates(kept, dates, stats.batch_id)
-            held.append(hold(
-                kept.join(ids, on=["partition", "sequenceNumber"], how="left")
-                .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
-            ))  # fmt: skip
-            kept = held[-1].coalesce(1) if small else held[-1]
-            stats.duplicates = kept.where("_duplicate").count()
+            duplicate = self._duplicates(keys, stats.batch_id)
+            stats.duplicates = int(duplicate.sum())
+            if stats.duplicates:
+                flags = self.spark.createDataFrame(
+                    keys.select(["partition", "sequenceNumber"]).filter(pa.array(duplicate))
+                ).withColumn("_duplicate", F.lit(True))
+                held.append(hold(
+                    kept.join(F.broadcast(flags), on=["partition", "sequenceNumber"], how="left")
+                    .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+                ))  # fmt: skip
+                kept = held[-1].coalesce(1) if small else held[-1]
+            else:
+                kept = kept.withColumn("_duplicate", F.lit(False))
         typed: dict[str, DataFrame] = {}
         try:
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
@@ -425,51 +428,22 @@ class Ingest:
 
     # -- deduplication --------------------------------------------------------------------------
 
-    def _classify_duplicates(self, kept: DataFrame, dates: list[date], batch_id: int) -> DataFrame:
-        """(partition, sequenceNumber, _duplicate) for every decodable event of the batch."""
+    def _duplicates(self, keys: pa.Table, batch_id: int) -> np.ndarray:
+        """Per event of the batch (``keys``: :data:`jobs.dedup.BATCH_COLUMNS` and the residency
+        and decode verdicts): true for a duplicate (:func:`jobs.dedup.duplicates`)."""
         window_h = self.cfg.quality.dedup_window_hours
-        candidates = kept.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull())
-        first = Window.partitionBy("event_id").orderBy(
-            "enqueuedTime", "partition", "sequenceNumber"
-        )
-        ranked = candidates.select(
-            "partition", "sequenceNumber", "event_id", F.col("event_time").alias("_t"),
-            F.row_number().over(first).alias("_rank"),
-        )  # fmt: skip
-        seen = self._seen_ids(dates, batch_id, window_h)
-        if seen is None:
-            return ranked.select(
-                "partition", "sequenceNumber", (F.col("_rank") > 1).alias("_duplicate")
-            )
-        earlier = ranked.join(seen, on="event_id", how="left")
-        within = F.abs(F.unix_timestamp("_t") - F.unix_timestamp("_seen_time")) <= window_h * 3600
-        hit = F.max(
-            F.when(F.col("_seen_time").isNotNull() & F.coalesce(within, F.lit(True)), 1).otherwise(
-                0
-            )
-        )
-        flagged = earlier.groupBy("partition", "sequenceNumber", "_rank").agg(hit.alias("_hit"))
-        return flagged.select(
-            "partition",
-            "sequenceNumber",
-            ((F.col("_rank") > 1) | (F.col("_hit") == 1)).alias("_duplicate"),
-        )
-
-    def _seen_ids(self, days: list[date], batch_id: int, window_h: int) -> DataFrame | None:
-        """Event ids of earlier batches whose event date can be within the window of this one's."""
-        if not tables.table_exists(self.spark, self.cfg, EVENT_IDS):
-            return None
-        pad = timedelta(days=window_h // 24 + 1)
-        dates = sorted({(d + timedelta(days=i)).isoformat() for d in days
-                        for i in range(-pad.days, pad.days + 1)})  # fmt: skip
-        state = tables.read_data_columns(
-            self.spark, self.cfg, EVENT_IDS, "event_id string, event_time timestamp, batch_id long",
-            ("event_date", dates),
-        )  # fmt: skip
-        # a re-run batch must not find its own ids from the attempt that crashed
-        return state.where(F.col("batch_id") != batch_id).select(
-            "event_id", F.col("event_time").alias("_seen_time")
-        )
+        candidate = pc.and_(pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR)))
+        ids = pc.unique(keys.column("event_id").filter(candidate).drop_null())
+        seen = None
+        if len(ids) and tables.table_exists(self.spark, self.cfg, EVENT_IDS):
+            # the days of the state whose events can be within the window of this batch's
+            days = pc.unique(pc.cast(keys.column("event_time").filter(candidate), pa.date32()))
+            pad = window_h // 24 + 1
+            dates = sorted({(d + timedelta(days=i)).isoformat() for d in days.drop_null().to_pylist()
+                            for i in range(-pad, pad + 1)})  # fmt: skip
+            seen = tables.read_rows(self.spark, self.cfg, EVENT_IDS, SEEN_SCHEMA,
+                                    ("event_date", dates), ("event_id", ids))  # fmt: skip
+        return duplicates(keys, candidate, seen, window_hours=window_h, batch_id=batch_id)
 
     # -- validation -----------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""Which events of a micro-batch are duplicates, on the driver with Arrow.
+
+An event is a duplicate when another event with the same ``event_id`` came first in the batch
+(by enqueued time, then partition and sequence number), or when an earlier batch recorded its
+``event_id`` with an event time within the window of this one's. An event without an event time
+is a duplicate of any recorded event with its id. Events without an id, and undecodable ones,
+are never duplicates.
+
+The batch's keys are a few columns per event and the recorded ids are read for the window's days
+only, so this is a few milliseconds of Arrow work where the same in Spark (a window, a join and
+an aggregation over the state table) cost two Spark jobs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# the batch columns :func:`duplicates` reads
+BATCH_COLUMNS = ("event_id", "event_time", "enqueuedTime", "partition", "sequenceNumber")
+# the columns of the recorded ids it needs (``_state/event_ids``)
+SEEN_SCHEMA = pa.schema([("event_id", pa.string()), ("event_time", pa.timestamp("us", "UTC")),
+                         ("batch_id", pa.int64())])  # fmt: skip
+
+
+def duplicates(
+    batch: pa.Table, candidate: pa.Array, seen: pa.Table | None, *, window_hours: int, batch_id: int
+) -> np.ndarray:
+    """A boolean per row of ``batch``: true for a duplicate.
+
+    ``candidate``: the rows that can be duplicates (decoded, not residency-dropped); ``seen``:
+    recorded ids (:data:`SEEN_SCHEMA`); those recorded by ``batch_id`` itself are ignored, as they
+    come from an earlier attempt of the same batch that crashed after writing them.
+    """
+    out = np.zeros(batch.num_rows, dtype=bool)
+    wanted = pc.and_(pc.fill_null(candidate, False), pc.is_valid(batch.column("event_id")))
+    rows = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return out
+    mine = (
+        batch.select(list(BATCH_COLUMNS)).take(pa.array(rows)).append_column("_row", pa.array(rows))
+    )
+    order = pc.sort_indices(mine, sort_keys=[("event_id", "ascending"), ("enqueuedTime", "ascending"),
+                                             ("partition", "ascending"), ("sequenceNumber", "ascending")])  # fmt: skip
+    ids = mine.column("event_id").take(order).to_numpy(zero_copy_only=False)
+    later = np.concatenate([[False], ids[1:] == ids[:-1]])
+    out[mine.column("_row").take(order).to_numpy()[later]] = True
+    if seen is None or not seen.num_rows:
+        return out
+    recorded = seen.filter(pc.and_(pc.is_valid(seen.column("event_time")),
+                                   pc.not_equal(seen.column("batch_id"), batch_id)))  # fmt: skip
+    recorded = pa.table({"event_id": recorded.column("event_id"),
+                         "_seen": _seconds(recorded.column("event_time"))})  # fmt: skip
+    pairs = pa.table({"event_id": mine.column("event_id"), "_row": mine.column("_row"),
+                      "_t": _seconds(mine.column("event_time"))}).join(recorded, "event_id")  # fmt: skip
+    if not pairs.num_rows:
+        return out
+    t, s = pairs.column("_t"), pairs.column("_seen")
+    apart = pc.abs(pc.subtract(t, s))
+    hit = pc.fill_null(pc.less_equal(apart, window_hours * 3600), True)  # no event time: a hit
+    out[pairs.column("_row").filter(hit).to_numpy()] = True
+    return out
+
+
+def _seconds(times: pa.ChunkedArray) -> np.ndarray | pa.Array:
+    """Whole epoch seconds (floored, as Spark's ``unix_timestamp``) of timestamps."""
+    micros = pc.cast(pc.cast(times, pa.timestamp("us", "UTC")), pa.int64())
+    return pc.cast(pc.floor(pc.divide(pc.cast(micros, pa.float64()), 1e6)), pa.int64())
