@@ -432,7 +432,9 @@ class Ingest:
         """Per event of the batch (``keys``: :data:`jobs.dedup.BATCH_COLUMNS` and the residency
         and decode verdicts): true for a duplicate (:func:`jobs.dedup.duplicates`)."""
         window_h = self.cfg.quality.dedup_window_hours
-        candidate = pc.and_(pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR)))
+        candidate = pc.and_(
+            pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
+        )
         ids = pc.unique(keys.column("event_id").filter(candidate).drop_null())
         seen = None
         if len(ids) and tables.table_exists(self.spark, self.cfg, EVENT_IDS):
