@@ -52,8 +52,9 @@ def duplicates(
                                    pc.not_equal(seen.column("batch_id"), batch_id)))  # fmt: skip
     recorded = pa.table({"event_id": recorded.column("event_id"),
                          "_seen": _seconds(recorded.column("event_time"))})  # fmt: skip
-    pairs = pa.table({"event_id": mine.column("event_id"), "_row": mine.column("_row"),
-                      "_t": _seconds(mine.column("event_time"))}).join(recorded, "event_id")  # fmt: skip
+    mine_times = pa.table({"event_id": mine.column("event_id"), "_row": mine.column("_row"),
+                           "_t": _seconds(mine.column("event_time"))})  # fmt: skip
+    pairs = mine_times.join(recorded, "event_id", join_type="inner")
     if not pairs.num_rows:
         return out
     t, s = pairs.column("_t"), pairs.column("_seen")
@@ -63,7 +64,7 @@ def duplicates(
     return out
 
 
-def _seconds(times: pa.ChunkedArray) -> np.ndarray | pa.Array:
+def _seconds(times: pa.ChunkedArray) -> pa.ChunkedArray:
     """Whole epoch seconds (floored, as Spark's ``unix_timestamp``) of timestamps."""
     micros = pc.cast(pc.cast(times, pa.timestamp("us", "UTC")), pa.int64())
     return pc.cast(pc.floor(pc.divide(pc.cast(micros, pa.float64()), 1e6)), pa.int64())

@@ -4,9 +4,7 @@ transactions, snapshots and the commit log. Everything here goes through delta-r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -285,57 +283,14 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
                  txn=(opts.txn_app_id, opts.txn_version), table=table)  # fmt: skip
 
 
-def write_files(writes: Sequence[tuple[Any, DeltaRsOptions]]) -> list[Callable[[], None]]:
-    """The data files of several appends (to several tables) with one Spark job; returns, per
-    write, the commit that makes its files visible (idempotent by the write's txn).
+def write_collected(df: Any, opts: DeltaRsOptions) -> None:
+    """Append ``df`` from the driver: its rows collected as Arrow (one Spark job without Python
+    workers), written as data files and committed here, idempotently by the options' txn.
 
-    Every write's rows travel as one struct column of a union, tagged with the write's index, so
-    one ``mapInArrow`` pass writes the files of all tables (a Spark job costs about half a second
-    here however small its data). Nothing is committed if a task fails; the files of a write
-    that is never committed are left for vacuum.
-    """
-    import json
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyspark.sql import functions as F
-
-    from jobs.deltars import write_task
-
-    opened = [_table(opts) for _, opts in writes]
-    checked = [check_write_schema(opts, df.schema, t) for (df, opts), t in zip(writes, opened, strict=True)]  # fmt: skip
-    tagged = [
-        df.select(F.lit(i).alias("_write"), F.struct(*[F.col(c) for c in df.columns]).alias(f"_w{i}"))
-        for i, (df, _) in enumerate(writes)
-    ]  # fmt: skip
-    union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
-    # a union has the partitions of all its parts (mostly small): one task per core instead
-    union = union.coalesce(union.sparkSession.sparkContext.defaultParallelism)
-
-    def write(batches: Any) -> Any:
-        rows: dict[int, list[Any]] = {}
-        for batch in batches:
-            which = batch.column(0)
-            for i in pc.unique(which).to_pylist():
-                mine = batch.filter(pc.equal(which, i)).column(f"_w{i}")
-                rows.setdefault(i, []).append(pa.RecordBatch.from_struct_array(mine))
-        for i, parts in rows.items():
-            files = write_task(checked[i], iter(parts))
-            yield pa.RecordBatch.from_pydict(
-                {"write": [i] * len(files), "action": [json.dumps(f) for f in files]},
-                schema=pa.schema([("write", pa.int32()), ("action", pa.string())]),
-            )
-
-    files: list[list[dict[str, Any]]] = [[] for _ in writes]
-    for r in union.mapInArrow(write, "write int, action string").collect():
-        files[r["write"]].append(json.loads(r["action"]))
-
-    def commit(i: int) -> Callable[[], None]:
-        opts, schema = checked[i], writes[i][0].schema
-        return lambda: commit_files(opts, schema, files[i], overwrite=False,
-                                    txn=(opts.txn_app_id, opts.txn_version), table=opened[i])  # fmt: skip
-
-    return [commit(i) for i in range(len(writes))]
+    For a frame that fits the driver this is much cheaper than executors writing through Python
+    workers (``write_dataframe``): measured here, a micro-batch's eight table writes took 1.2 s
+    instead of 5 s for 20,000 events, and 1.0 s instead of 1.3 s (one job for all) for 300."""
+    write_arrow(opts, df.schema, df.toArrow())
 
 
 def write_arrow(opts: DeltaRsOptions, schema: StructType, rows: Any) -> None:

@@ -95,8 +95,11 @@ DQ_GX_SCHEMA = _struct(
 )
 GX_MAX_QUEUED = 100  # batches waiting for background GX before the stream waits for it
 # Batches up to this many events are one partition after the source (each further Spark task
-# costs more than it saves) and write every table's files with one Spark job.
+# costs more than it saves).
 SMALL_BATCH_EVENTS = 5000
+# Batches up to this many events are written from the driver (tables.write_tables(on_driver));
+# larger ones by executors, so that no batch has to fit in the driver's memory.
+DRIVER_WRITE_EVENTS = 100_000
 
 
 def hold(df: DataFrame) -> DataFrame:
@@ -328,8 +331,7 @@ class Ingest:
                 if wave == 0:
                     stats.silver_committed_at = datetime.now(timezone.utc)
 
-            # One Spark job writes every table's files; the driver then commits each table
-            # (idempotent by txn), silver first so that it is visible soonest.
+            # Each table once, idempotent by txn; silver first so that it is visible soonest.
             with stats.step("write"):
                 tables.write_tables(self.cfg, [
                     [TableWrite(self._silver(checked), silver_table(self.registry.latest(t).table),
@@ -338,7 +340,7 @@ class Ingest:
                      TableWrite(self._quarantine(fresh, typed), QUARANTINE, ("ingest_date",)),
                      TableWrite(self._event_ids(fresh), EVENT_IDS, ("event_date",))],
                 ], txn=txn, merge_schema=True, on_wave=visible,
-                   one_job=small)  # fmt: skip
+                   on_driver=stats.received <= DRIVER_WRITE_EVENTS)  # fmt: skip
             with stats.step("gx+dq"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(typed, failures, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip

@@ -151,40 +151,31 @@ def write_tables(
     txn: tuple[str, int],
     merge_schema: bool = False,
     on_wave: Callable[[int], None] | None = None,
-    one_job: bool = True,
+    on_driver: bool = True,
 ) -> None:
     """Appends to several tables, each idempotent by ``txn``: the writes of a wave side by side,
     the waves in order, ``on_wave(i)`` once wave ``i`` is committed.
 
-    With ``deltars`` and ``one_job``, all data files are written by one Spark job and the driver
-    then commits each table (``jobs.delta_commit.write_files``): the cheapest way for small
-    writes, as a Spark job has a fixed cost. That job carries every table's rows as a struct
-    column of a union, mostly nulls, which costs more than the job saves once there are many rows
-    (measured here: 30,000 events, 11 s instead of 5.5 s). Otherwise each table is written by its
-    own job (always so with native Delta).
+    With ``deltars`` and ``on_driver``, each table's rows are collected to the driver and written
+    there (``jobs.delta_commit.write_collected``): far cheaper than executors writing through
+    Python workers, for frames that fit in the driver's memory. Otherwise each table is written
+    by its own distributed job (always so with native Delta).
     """
     if not waves:
         return
     writes = [w for wave in waves for w in wave]
-    if one_job and resolve_format(writes[0].df.sparkSession, cfg) == "deltars":
-        from jobs.delta_commit import write_files
+    collect = on_driver and resolve_format(writes[0].df.sparkSession, cfg) == "deltars"
+    steps = []
+    for w in writes:
+        if collect:
+            from jobs.delta_commit import write_collected
 
-        steps = write_files([
-            (w.df, _deltars_write(cfg, w.name, w.partition_by, txn, merge_schema)) for w in writes
-        ])  # fmt: skip
-    else:
-        steps = [
-            functools.partial(
-                write_table,
-                w.df,
-                cfg,
-                w.name,
-                partition_by=w.partition_by,
-                txn=txn,
-                merge_schema=merge_schema,
-            )  # fmt: skip
-            for w in writes
-        ]
+            opts = _deltars_write(cfg, w.name, w.partition_by, txn, merge_schema)
+            steps.append(functools.partial(write_collected, w.df, opts))
+        else:
+            steps.append(functools.partial(write_table, w.df, cfg, w.name,
+                                           partition_by=w.partition_by, txn=txn,
+                                           merge_schema=merge_schema))  # fmt: skip
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
         done = 0
         for i, wave in enumerate(waves):
