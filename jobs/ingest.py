@@ -278,7 +278,9 @@ class Ingest:
                     {"batch_id": F.lit(batch_id).cast("long"), "query_id": F.lit(query_id)}
                 )
                 # a few columns of every event, on the driver: the counts and the dedup keys
-                keys = held[-1].select(*BATCH_COLUMNS, RESIDENCY, DECODE_ERROR).toArrow()
+                keys = (
+                    held[-1].select(*BATCH_COLUMNS, "event_type", RESIDENCY, DECODE_ERROR).toArrow()
+                )
             stats.received = keys.num_rows
             dropped = keys.column(RESIDENCY).drop_null().value_counts()
             stats.residency_dropped = {d["values"].as_py(): d["counts"].as_py() for d in dropped}
@@ -306,7 +308,11 @@ class Ingest:
         held: list[DataFrame], small: bool,
     ) -> None:  # fmt: skip
         with stats.step("dedup"):
-            duplicate = self._duplicates(keys, stats.batch_id)
+            # the events that can be duplicates: decoded, not residency-dropped
+            decoded = pc.and_(
+                pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
+            )
+            duplicate = self._duplicates(keys, decoded, stats.batch_id)
             stats.duplicates = int(duplicate.sum())
             if stats.duplicates:
                 flags = self.spark.createDataFrame(
@@ -319,11 +325,16 @@ class Ingest:
                 kept = held[-1].coalesce(1) if small else held[-1]
             else:
                 kept = kept.withColumn("_duplicate", F.lit(False))
+            # the event types this batch has fresh events of: only they are checked and written
+            fresh_rows = pc.and_(decoded, pa.array(~duplicate))
+            present = set(keys.column("event_type").filter(fresh_rows).unique().to_pylist())
         typed: dict[str, DataFrame] = {}
         try:
             fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
             with stats.step("validate"):
-                typed.update({t: hold(self._checked(fresh, t)) for t in self.checks})
+                typed.update(
+                    {t: hold(self._checked(fresh, t)) for t in self.checks if t in present}
+                )
                 failures = self._failures_by_action(typed)
             self._gate(failures, stats.batch_id)
 
@@ -430,13 +441,10 @@ class Ingest:
 
     # -- deduplication --------------------------------------------------------------------------
 
-    def _duplicates(self, keys: pa.Table, batch_id: int) -> np.ndarray:
-        """Per event of the batch (``keys``: :data:`jobs.dedup.BATCH_COLUMNS` and the residency
-        and decode verdicts): true for a duplicate (:func:`jobs.dedup.duplicates`)."""
+    def _duplicates(self, keys: pa.Table, candidate: pa.Array, batch_id: int) -> np.ndarray:
+        """Per event of the batch (``keys``: :data:`jobs.dedup.BATCH_COLUMNS`): true for a
+        duplicate (:func:`jobs.dedup.duplicates`) among the ``candidate`` events."""
         window_h = self.cfg.quality.dedup_window_hours
-        candidate = pc.and_(
-            pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
-        )
         ids = pc.unique(keys.column("event_id").filter(candidate).drop_null())
         seen = None
         if len(ids) and tables.table_exists(self.spark, self.cfg, EVENT_IDS):
@@ -479,6 +487,8 @@ class Ingest:
                       F.explode_outer(F.array_union(F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string")))).alias("rule"))
             for t, df in typed.items()
         ]  # fmt: skip
+        if not parts:
+            return []
         union = functools.reduce(DataFrame.unionByName, parts)
         rows = union.groupBy("event_type", "rule", ACTION).agg(F.count("*").alias("n")).collect()
         rules: dict[str, str] = {
@@ -561,20 +571,21 @@ class Ingest:
     ) -> list[dict[str, Any]]:
         """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
         counts = {(r.event_type, r.rule): int(r.failed) for r in failures if r.rule is not None}
-        sizes = {t: 0 for t in typed}
+        sizes = {t: 0 for t in self.checks}
         rows = []
-        by_type = {t: {"n": 0, "quarantine": 0, "warn": 0} for t in typed}
+        by_type = {t: {"n": 0, "quarantine": 0, "warn": 0} for t in self.checks}
         for r in failures:
             if r.rule is None:
                 by_type[r.event_type]["n"] += r.failed
                 if r.on_failure in ("quarantine", "warn"):
                     by_type[r.event_type][r.on_failure] += r.failed
-        for event_type, checked in typed.items():
+        for event_type in self.checks:  # also the types this batch has none of (evaluated 0)
             sizes[event_type] = by_type[event_type]["n"]
             stats.silver[event_type] = by_type[event_type]["n"] - by_type[event_type]["quarantine"]
             stats.warned += by_type[event_type]["warn"]
             verdicts: dict[str, bool | None] = {}
             if self.gx and sizes[event_type]:
+                checked = typed[event_type]
                 verdicts = {rule: ok for _, rule, ok in self._gx_verdicts(event_type, checked)}
             named: list[tuple[str, str, str]] = [(suite.name, rule.name, rule.on_failure)
                      for suite in self.checks[event_type].suites for rule in suite.rules]  # fmt: skip
@@ -591,7 +602,7 @@ class Ingest:
                 })  # fmt: skip
         undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}
-        for event_type in typed:
+        for event_type in self.checks:
             q = by_type[event_type]["quarantine"]
             if q:
                 stats.quarantined[event_type] = q
