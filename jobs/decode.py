@@ -49,42 +49,59 @@ def decode_envelope(
     df: DataFrame, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
 ) -> DataFrame:
     """Add the envelope columns, ``payload`` (raw JSON text), ``_decode_error`` and ``_rescued_data``."""
-    body = F.col(body_col)
-    text = body.cast("string")
-    too_large = F.coalesce(F.length(body) > F.lit(max_body_bytes), F.lit(False))
-    parse = ~too_large & body.isNotNull()
-    envelope_type = registry.envelope_spark_type()
-    out = df.withColumn(_RAW, F.when(parse, F.from_json(text, _RAW_MAP_DDL))).withColumn(
-        _PARSED, F.when(parse, F.from_json(text, envelope_type))
-    )
-    out = out.select(
-        "*",
-        *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in envelope_type.fields],
-    )
-    event_type, version = F.col("event_type"), F.col("schema_version")
-    known_types = registry.event_types()
-    known_pairs = [f"{t}|{v}" for t, v in registry.known_pairs()]
-    payload_raw = F.col(_RAW).getItem(PAYLOAD)
-    error = (
-        F.when(too_large, F.lit(BODY_TOO_LARGE))
-        .when(~_is_valid_utf8(df, text), F.lit(INVALID_UTF8))
-        .when(F.col(_RAW).isNull(), F.lit(MALFORMED_JSON))
-        .when(event_type.isNull() | ~event_type.isin(known_types), F.lit(UNKNOWN_EVENT_TYPE))
-        .when(
-            version.isNull() | ~F.concat_ws("|", event_type, version).isin(known_pairs),
-            F.lit(UNKNOWN_SCHEMA_VERSION),
+    return EnvelopeDecoder(registry, max_body_bytes=max_body_bytes, body_col=body_col)(df)
+
+
+class EnvelopeDecoder:
+    """:func:`decode_envelope` with its expressions built once (on the first frame) and reused.
+
+    Building them costs about a thousand calls into the JVM (0.45 s per micro-batch here); a
+    streaming job decodes every micro-batch the same way, so it keeps one decoder."""
+
+    def __init__(
+        self, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
+    ) -> None:
+        self.registry, self.max_body_bytes, self.body_col = registry, max_body_bytes, body_col
+        self._built: tuple[dict[str, Column], list[Column], dict[str, Column]] | None = None
+
+    def __call__(self, df: DataFrame) -> DataFrame:
+        if self._built is None:
+            self._built = self._build(df)
+        parsed, fields, derived = self._built
+        return df.withColumns(parsed).select("*", *fields).withColumns(derived).drop(_RAW, _PARSED)
+
+    def _build(self, df: DataFrame) -> tuple[dict[str, Column], list[Column], dict[str, Column]]:
+        registry = self.registry
+        body = F.col(self.body_col)
+        text = body.cast("string")
+        too_large = F.coalesce(F.length(body) > F.lit(self.max_body_bytes), F.lit(False))
+        parse = ~too_large & body.isNotNull()
+        envelope_type = registry.envelope_spark_type()
+        parsed = {
+            _RAW: F.when(parse, F.from_json(text, _RAW_MAP_DDL)),
+            _PARSED: F.when(parse, F.from_json(text, envelope_type)),
+        }
+        fields = [F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in envelope_type.fields]
+        event_type, version = F.col("event_type"), F.col("schema_version")
+        known_types = registry.event_types()
+        known_pairs = [f"{t}|{v}" for t, v in registry.known_pairs()]
+        payload_raw = F.col(_RAW).getItem(PAYLOAD)
+        error = (
+            F.when(too_large, F.lit(BODY_TOO_LARGE))
+            .when(~_is_valid_utf8(df, text), F.lit(INVALID_UTF8))
+            .when(F.col(_RAW).isNull(), F.lit(MALFORMED_JSON))
+            .when(event_type.isNull() | ~event_type.isin(known_types), F.lit(UNKNOWN_EVENT_TYPE))
+            .when(
+                version.isNull() | ~F.concat_ws("|", event_type, version).isin(known_pairs),
+                F.lit(UNKNOWN_SCHEMA_VERSION),
+            )
+            .when(
+                payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP_DDL).isNull(),
+                F.lit(PAYLOAD_NOT_OBJECT),
+            )
         )
-        .when(
-            payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP_DDL).isNull(),
-            F.lit(PAYLOAD_NOT_OBJECT),
-        )
-    )
-    rescued = _rescued(F.col(_RAW), F.col(_PARSED), envelope_type, prefix="")
-    return (
-        out.withColumn(DECODE_ERROR, error)
-        .withColumn(RESCUED, _to_json_or_null(rescued))
-        .drop(_RAW, _PARSED)
-    )
+        rescued = _rescued(F.col(_RAW), F.col(_PARSED), envelope_type, prefix="")
+        return parsed, fields, {DECODE_ERROR: error, RESCUED: _to_json_or_null(rescued)}
 
 
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:

@@ -46,12 +46,12 @@ from pyspark.sql import types as T
 
 from jobs import tables
 from jobs.config import Config
-from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, PayloadDecoder, decode_envelope
+from jobs.decode import DECODE_ERROR, PAYLOAD, RESCUED, EnvelopeDecoder, PayloadDecoder
 from jobs.dedup import BATCH_COLUMNS, SEEN_SCHEMA, duplicates
 from jobs.errors import QualityGateError, SinkError
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import INGEST_TIME, EventTypeChecks
-from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL, action_column
+from jobs.quality.rows import ACTION, FAILURES, FAILURES_DDL
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, Boundary
 from jobs.schemas import SchemaRegistry
 from jobs.tables import TableWrite
@@ -249,6 +249,7 @@ class Ingest:
         self._gx_last = -float("inf")  # when the last background GX run ended (monotonic)
         # expressions built once and reused by every batch (building them calls into the JVM)
         self._decoders = {t: PayloadDecoder(registry.latest(t)) for t in checks}
+        self._envelope = EnvelopeDecoder(registry, max_body_bytes=cfg.quality.max_body_bytes)
 
     def close(self) -> None:
         """Validate the batches still waiting for background GX now, stop the workers."""
@@ -266,11 +267,7 @@ class Ingest:
         """Source rows to decoded envelopes with their residency verdict: a plain transform, so
         the streaming query applies it before the per-vehicle stage (which must never see, or
         keep state about, an event from mainland China)."""
-        decoded = decode_envelope(
-            events.withColumn(INGEST_TIME, F.col("enqueuedTime")),
-            self.registry,
-            max_body_bytes=self.cfg.quality.max_body_bytes,
-        )
+        decoded = self._envelope(events.withColumn(INGEST_TIME, F.col("enqueuedTime")))
         return decoded.withColumn(RESIDENCY, self._residency)
 
     @functools.cached_property
@@ -339,7 +336,7 @@ class Ingest:
                 ).withColumn("_duplicate", F.lit(True))
                 held.append(hold(
                     kept.join(F.broadcast(flags), on=["partition", "sequenceNumber"], how="left")
-                    .withColumn("_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+                    .select(*kept.columns, F.coalesce("_duplicate", F.lit(False)).alias("_duplicate"))
                 ))  # fmt: skip
                 kept = held[-1].coalesce(1) if small else held[-1]
             else:
@@ -481,31 +478,20 @@ class Ingest:
     def _checked(self, fresh: DataFrame, event_type: str) -> DataFrame:
         """Events of one type, decoded, with row-level failures and, after them, the per-vehicle
         stage's failures (so a row-level reason comes first in quarantine)."""
-        of_type = fresh.where(F.col(DECODE_ERROR).isNull() & (F.col("event_type") == event_type))
-        checked = self.checks[event_type].apply(self._decoders[event_type](of_type))
-        if VEHICLE_FAILURES not in checked.columns:
-            return checked
-        merged, action = self._with_vehicle_failures
-        return (
-            checked.withColumn(FAILURES, merged).drop(VEHICLE_FAILURES).withColumn(ACTION, action)
-        )
+        of_type = fresh.where(self._of_type[event_type])
+        then = VEHICLE_FAILURES if VEHICLE_FAILURES in fresh.columns else None
+        return self.checks[event_type].apply(self._decoders[event_type](of_type), then=then)
 
     @functools.cached_property
-    def _with_vehicle_failures(self) -> tuple[Column, Column]:
-        """``_dq_failures`` followed by the per-vehicle failures, and the action from both."""
-        merged = F.concat(F.col(FAILURES), F.coalesce(VEHICLE_FAILURES, F.array()))
-        return merged.cast(FAILURES_DDL), action_column()
+    def _of_type(self) -> dict[str, Column]:
+        return {t: F.col(DECODE_ERROR).isNull() & (F.col("event_type") == t) for t in self.checks}
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
         """Per event type: rows by action, and rows per failed rule; one Spark job for both.
 
         Returns (event_type, rule, on_failure, failed) rows; rule null carries the action counts
         (on_failure = the row's action, failed = rows)."""
-        parts = [
-            df.select(F.lit(t).alias("event_type"), ACTION,
-                      F.explode_outer(F.array_union(F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string")))).alias("rule"))
-            for t, df in typed.items()
-        ]  # fmt: skip
+        parts = [df.select(*self._rule_rows[t]) for t, df in typed.items()]
         if not parts:
             return []
         union = functools.reduce(DataFrame.unionByName, parts)
@@ -527,6 +513,14 @@ class Ingest:
                 failed[(r.event_type, r.rule)] = failed.get((r.event_type, r.rule), 0) + int(r.n)
         out += [Row(t, rule, rules.get(rule, "warn"), n) for (t, rule), n in failed.items()]
         return out
+
+    @functools.cached_property
+    def _rule_rows(self) -> dict[str, list[Column]]:
+        """Per event type: a row per (event, failed rule) plus one with rule null per event."""
+        rule = F.explode_outer(F.array_union(
+            F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string"))
+        )).alias("rule")  # fmt: skip
+        return {t: [F.lit(t).alias("event_type"), F.col(ACTION), rule] for t in self.checks}
 
     def _gate(self, failures: list[Any], batch_id: int) -> None:
         fatal = [r for r in failures if r.rule is not None and r.on_failure == "fail"]
@@ -554,30 +548,38 @@ class Ingest:
         )  # fmt: skip
 
     def _quarantine(self, fresh: DataFrame, typed: dict[str, DataFrame]) -> DataFrame:
+        undecodable, of_type, added = self._quarantine_columns
+        parts = [fresh.where(F.col(DECODE_ERROR).isNotNull()).select(*undecodable)]
+        for event_type, checked in typed.items():
+            parts.append(checked.where(F.col(ACTION) == "quarantine").select(*of_type[event_type]))
+        return functools.reduce(DataFrame.unionByName, parts).withColumns(added)
+
+    @functools.cached_property
+    def _quarantine_columns(
+        self,
+    ) -> tuple[list[Column], dict[str, list[Column]], dict[str, Column]]:
+        """Quarantine's columns from undecodable events, from each type's checked events, and
+        those added to both (built once: each is many calls into the JVM)."""
         envelope = [f.name for f in self.registry.envelope_spark_type().fields if f.name != PAYLOAD]
-        undecodable = fresh.where(F.col(DECODE_ERROR).isNotNull()).select(
-            "body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope, PAYLOAD, RESCUED,
+        common = ["body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope]
+        undecodable = [*map(F.col, common), F.col(PAYLOAD), F.col(RESCUED),
             F.array(F.struct(
                 F.col(DECODE_ERROR).alias("rule"), F.lit("body").alias("column"),
                 F.lit(None).cast("string").alias("observed"), F.lit("quarantine").alias("on_failure"),
             )).alias("reasons"),
-        )  # fmt: skip
-        parts = [undecodable]
-        for event_type, checked in typed.items():
-            bad = checked.where(F.col(ACTION) == "quarantine")
+        ]  # fmt: skip
+        of_type = {}
+        for event_type in self.checks:
             payload_fields = [f.name for f in self.registry.latest(event_type).spark_type.fields]
             payload_json = F.to_json(F.struct(*[F.col(c) for c in payload_fields]))
-            parts.append(bad.select(
-                "body", *SOURCE_COLUMNS, INGEST_TIME, "batch_id", "query_id", *envelope,
-                payload_json.alias(PAYLOAD), RESCUED,
-                F.col(FAILURES).cast(FAILURES_DDL).alias("reasons"),
-            ))  # fmt: skip
-        union = functools.reduce(DataFrame.unionByName, parts)
-        return union.withColumns({
+            of_type[event_type] = [*map(F.col, common), payload_json.alias(PAYLOAD), F.col(RESCUED),
+                                   F.col(FAILURES).cast(FAILURES_DDL).alias("reasons")]  # fmt: skip
+        added = {
             "reason": F.filter("reasons", lambda r: r["on_failure"] == "quarantine")[0]["rule"],
             "quarantine_id": F.concat_ws(":", F.col("partition"), F.col("sequenceNumber").cast("string")),
             "ingest_date": F.to_date(INGEST_TIME),
-        })  # fmt: skip
+        }  # fmt: skip
+        return undecodable, of_type, added
 
     def _event_ids(self, fresh: DataFrame) -> DataFrame:
         return fresh.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull()).select(

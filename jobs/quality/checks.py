@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -14,6 +15,7 @@ from jobs.errors import SuiteError
 from jobs.quality.rows import (
     ACTION,
     FAILURES,
+    FAILURES_DDL,
     RowCheck,
     action_column,
     add_derived_columns,
@@ -34,14 +36,28 @@ class EventTypeChecks:
     suites: tuple[Suite, ...]
     checks: tuple[RowCheck, ...]
 
-    def apply(self, df: DataFrame) -> DataFrame:
-        """Add ``_dq_failures`` and ``_dq_action`` to decoded events of this type."""
+    def apply(self, df: DataFrame, *, then: str | None = None) -> DataFrame:
+        """Add ``_dq_failures`` and ``_dq_action`` to decoded events of this type.
+
+        ``then``: a column of failures found elsewhere (the per-vehicle stage's), appended after
+        this type's own (so a row-level reason comes first) and dropped."""
+        failures = self._failures if then is None else self._failures_then(then)
         return (
             self.with_derived_columns(df)
-            .withColumn(FAILURES, self._failures)
+            .withColumn(FAILURES, failures)
             .withColumn(ACTION, self._action)
-            .drop(*self._derived)
+            .drop(*self._derived, *([then] if then else []))
         )
+
+    def _failures_then(self, then: str) -> Column:
+        if then not in self._merged:
+            merged = F.concat(self._failures, F.coalesce(F.col(then), F.array()))
+            self._merged[then] = merged.cast(FAILURES_DDL)
+        return self._merged[then]
+
+    @cached_property
+    def _merged(self) -> dict[str, Column]:
+        return {}
 
     # The expressions are built on first use and kept: a streaming job applies them to every
     # micro-batch, and building them again costs thousands of calls into the JVM.
@@ -63,9 +79,21 @@ class EventTypeChecks:
 
     def with_derived_columns(self, df: DataFrame) -> DataFrame:
         """The frame GX validates: decoded events plus the suites' derived columns."""
-        for name, expression in self._derived.items():  # in order: one may use another
-            df = df.withColumn(name, expression)
+        for group in self._derived_groups:  # in order: one may use another
+            df = df.withColumns(group)
         return df
+
+    @cached_property
+    def _derived_groups(self) -> list[dict[str, Column]]:
+        """The derived columns in runs that use none of each other (one projection per run:
+        each costs an analysis of the plan per micro-batch)."""
+        sql = {n: e for suite in self.suites for n, e in suite.derived_columns.items()}
+        groups: list[dict[str, Column]] = [{}]
+        for name, column in self._derived.items():
+            if any(re.search(rf"\b{re.escape(earlier)}\b", sql[name]) for earlier in groups[-1]):
+                groups.append({})
+            groups[-1][name] = column
+        return [g for g in groups if g]
 
 
 def decoded_events(
