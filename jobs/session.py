@@ -20,8 +20,12 @@ ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvi
 # Each micro-batch commits the per-vehicle state as a changelog instead of a zipped snapshot of
 # the RocksDB files (measured: 0.8 s -> 0.1 s per batch); snapshots are taken in the background.
 CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
-STATE_SERVER_LOGGER = (
-    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer"
+# Loggers quietened to errors: the per-vehicle stage's state server warns for every key without
+# state yet (every vehicle seen for the first time), and freeing a frame the ingest job held
+# (jobs.ingest.release) warns that its lineage was cut: hundreds of lines of noise per run.
+QUIET_LOGGERS = (
+    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
+    "org.apache.spark.rdd.MapPartitionsRDD",
 )
 
 
@@ -41,12 +45,10 @@ def spark_session(cfg: Config) -> Iterator[SparkSession]:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    # The per-vehicle stage's state server warns for every key without state yet, that is for
-    # every vehicle seen for the first time: hundreds of lines of noise on a fresh run.
     jvm: Any = getattr(spark, "_jvm", None)  # None on Spark Connect: nothing to quieten there
-    if jvm is not None:
+    for name in QUIET_LOGGERS if jvm is not None else ():
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-            STATE_SERVER_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR
+            name, jvm.org.apache.logging.log4j.Level.ERROR
         )
     try:
         yield spark
