@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -487,15 +487,23 @@ class Ingest:
         return {t: F.col(DECODE_ERROR).isNull() & (F.col("event_type") == t) for t in self.checks}
 
     def _failures_by_action(self, typed: dict[str, DataFrame]) -> list[Any]:
-        """Per event type: rows by action, and rows per failed rule; one Spark job for both.
+        """Per event type: rows by action, and rows per failed rule; one Spark job for both (the
+        rows' types, actions and failed rules, counted on the driver: a Spark aggregation costs a
+        shuffle).
 
         Returns (event_type, rule, on_failure, failed) rows; rule null carries the action counts
         (on_failure = the row's action, failed = rows)."""
         parts = [df.select(*self._rule_rows[t]) for t, df in typed.items()]
         if not parts:
             return []
-        union = functools.reduce(DataFrame.unionByName, parts)
-        rows = union.groupBy("event_type", "rule", ACTION).agg(F.count("*").alias("n")).collect()
+        rows = functools.reduce(DataFrame.unionByName, parts).toArrow()
+        types = rows.column("event_type")
+        by_action = Counter(zip(types.to_pylist(), rows.column(ACTION).to_pylist(), strict=True))
+        failed_rules = rows.column("rules")
+        by_rule = Counter(zip(
+            pc.take(types, pc.list_parent_indices(failed_rules)).to_pylist(),
+            pc.list_flatten(failed_rules).to_pylist(), strict=True,
+        ))  # fmt: skip
         rules: dict[str, str] = {
             r.name: r.on_failure
             for c in self.checks.values()
@@ -503,24 +511,16 @@ class Ingest:
             for r in suite.rules
         }
         rules.update({r: self.cfg.vehicle.action(r) for r in VEHICLE_RULES})
-        failed: dict[tuple[str, str], int] = {}
         Row = namedtuple("Row", "event_type rule on_failure failed")
-        out = []
-        for r in rows:
-            if r.rule is None:
-                out.append(Row(r.event_type, None, r[ACTION], int(r.n)))
-            else:
-                failed[(r.event_type, r.rule)] = failed.get((r.event_type, r.rule), 0) + int(r.n)
-        out += [Row(t, rule, rules.get(rule, "warn"), n) for (t, rule), n in failed.items()]
+        out = [Row(t, None, action, n) for (t, action), n in by_action.items()]
+        out += [Row(t, rule, rules.get(rule, "warn"), n) for (t, rule), n in by_rule.items()]
         return out
 
     @functools.cached_property
     def _rule_rows(self) -> dict[str, list[Column]]:
-        """Per event type: a row per (event, failed rule) plus one with rule null per event."""
-        rule = F.explode_outer(F.array_union(
-            F.transform(FAILURES, lambda f: f["rule"]), F.array(F.lit(None).cast("string"))
-        )).alias("rule")  # fmt: skip
-        return {t: [F.lit(t).alias("event_type"), F.col(ACTION), rule] for t in self.checks}
+        """Per event type: each row's type, action and the rules it failed (each once)."""
+        rules = F.array_distinct(F.transform(FAILURES, lambda f: f["rule"])).alias("rules")
+        return {t: [F.lit(t).alias("event_type"), F.col(ACTION), rules] for t in self.checks}
 
     def _gate(self, failures: list[Any], batch_id: int) -> None:
         fatal = [r for r in failures if r.rule is not None and r.on_failure == "fail"]
