@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-from pyspark.sql import functions as F
-
 from jobs.ingest import residency_reason
 from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, load_boundary
 
