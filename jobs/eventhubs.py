@@ -696,6 +696,14 @@ class HubWatcher:
     def stop(self) -> None:
         self._stop.set()
 
+    # Spark pickles the stream reader to send it to the tasks that read: they get a watcher
+    # that has read nothing yet (and never will: tasks do not ask it).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"hub": self.hub, "max_age_s": self.max_age_s, "pause_s": self.pause_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
     def _read(self) -> tuple[float, dict[str, PartitionState] | SourceError]:
         try:
             read: tuple[float, dict[str, PartitionState] | SourceError] = (
