@@ -263,3 +263,38 @@ def test_killed_between_and_during_batches_nothing_is_lost_or_read_twice(
         (p, s) for p, n in {"0": 500, "1": 300, "2": 200, "3": 100}.items() for s in range(n)
     ]
     assert keys(rows) == sorted(expected)
+
+
+def test_the_hub_watcher_follows_new_events_and_reports_an_unreachable_hub(hub) -> None:
+    import pickle
+
+    from jobs.errors import SourceError
+    from jobs.eventhubs import EventHubsOptions, Hub, HubWatcher
+
+    options = EventHubsOptions.from_options({"connectionString": hub.conn, "eventHubName": HUB})
+    watcher = HubWatcher(Hub(options), max_age_s=5.0)
+    try:
+        assert {pid: s.end for pid, s in watcher.states().items()} == dict.fromkeys("0123", 0)
+        send(hub.conn, {"1": 3, "2": 1})
+        want, deadline, ends = {"0": 0, "1": 3, "2": 1, "3": 0}, time.monotonic() + 20, {}
+        while ends != want and time.monotonic() < deadline:
+            time.sleep(0.2)  # only the watcher's thread reads now: states() is not called
+            newest = watcher._newest[1] if watcher._newest else {}
+            ends = {pid: s.end for pid, s in newest.items()} if isinstance(newest, dict) else {}
+        assert ends == want
+        assert {pid: s.end for pid, s in watcher.states().items()} == want
+        # Spark sends the reader to its tasks: a copy starts empty and works on its own
+        copy = pickle.loads(pickle.dumps(watcher))
+        assert copy.states()["1"].end == 3
+        copy.stop()
+        hub.emu.stop()
+        deadline, error = time.monotonic() + 30, None
+        while error is None and time.monotonic() < deadline:
+            try:
+                watcher.states()
+                time.sleep(0.2)
+            except SourceError as exc:  # the newest read failed: said, not hidden
+                error = exc
+        assert error is not None and HUB in str(error)
+    finally:
+        watcher.stop()
