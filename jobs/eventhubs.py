@@ -672,16 +672,24 @@ class HubWatcher:
     :meth:`states` returns the newest read, or the error it ended with; it reads synchronously
     when there is none yet or the newest is older than ``max_age_s`` (the thread stopped or is
     stuck). A read started before an event was enqueued does not see it: that event waits for
-    the next trigger."""
+    the next trigger. Between reads the thread pauses an eighth of the time between the last
+    two :meth:`states` calls (0.1-10 s), so a query with a long trigger interval does not keep
+    the hub busy for nothing."""
 
-    def __init__(self, hub: Hub, *, max_age_s: float = 2.0, pause_s: float = 0.1) -> None:
-        self.hub, self.max_age_s, self.pause_s = hub, max_age_s, pause_s
+    def __init__(self, hub: Hub, *, max_age_s: float = 2.0) -> None:
+        self.hub, self.max_age_s = hub, max_age_s
+        self.pause_s = 0.1
+        self._asked: float | None = None  # when states() was last called
         self._newest: tuple[float, dict[str, PartitionState] | SourceError] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def states(self) -> dict[str, PartitionState]:
+        now = time.monotonic()
+        if self._asked is not None:
+            self.pause_s = min(10.0, max(0.1, (now - self._asked) / 8))
+        self._asked = now
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="eventhubs-hub", daemon=True)
             self._thread.start()
@@ -699,7 +707,7 @@ class HubWatcher:
     # Spark pickles the stream reader to send it to the tasks that read: they get a watcher
     # that has read nothing yet (and never will: tasks do not ask it).
     def __getstate__(self) -> dict[str, Any]:
-        return {"hub": self.hub, "max_age_s": self.max_age_s, "pause_s": self.pause_s}
+        return {"hub": self.hub, "max_age_s": self.max_age_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
