@@ -166,13 +166,16 @@ def commit_files(
 
 
 def snapshot_files(
-    opts: DeltaRsOptions, version: int | None
+    opts: DeltaRsOptions, version: int | None, *, missing_ok: bool = False
 ) -> list[tuple[str, dict[str, str | None]]]:
-    """(path, partition values as strings) of every data file of a table version."""
+    """(path, partition values as strings) of every data file of a table version; with
+    ``missing_ok``, none when there is no table yet."""
     import pyarrow as pa
 
     table = _table(opts, version)
     if table is None:
+        if missing_ok:
+            return []
         raise SourceOptionError(f"deltars: no Delta table at {opts.path}")
     actions = pa.table(table.get_add_actions(flatten=False))
     paths = actions.column("path").to_pylist()

@@ -34,31 +34,17 @@ def filesystem(root: str, storage_options: dict[str, str]) -> tuple[pafs.FileSys
     Local paths use Arrow's native filesystem (fast); object stores go through delta-rs's
     storage handler, so every scheme delta-rs supports (az, abfss, s3, gs) works.
     """
-    local = local_path(root)
-    if local is not None:
-        return pafs.LocalFileSystem(), local
+    scheme = urllib.parse.urlparse(root).scheme
+    if scheme in LOCAL_SCHEMES or len(scheme) == 1:  # len 1: a Windows drive letter
+        path = urllib.parse.urlparse(root).path if scheme == "file" else root
+        return pafs.LocalFileSystem(), path.rstrip("/")
     from deltalake.fs import DeltaStorageHandler
 
     return pafs.PyFileSystem(DeltaStorageHandler(root, storage_options)), ""
 
 
-def local_path(root: str) -> str | None:
-    """The local filesystem path of a table root, or None for an object store."""
-    scheme = urllib.parse.urlparse(root).scheme
-    if scheme in LOCAL_SCHEMES or len(scheme) == 1:  # len 1: a Windows drive letter
-        path = urllib.parse.urlparse(root).path if scheme == "file" else root
-        return path.rstrip("/")
-    return None
-
-
 def join(root: str, relative: str) -> str:
     return f"{root}/{relative}" if root else relative
-
-
-def data_file_path(base: str, path: str) -> str:
-    """A data file's path under the root path ``base`` (from :func:`filesystem`), from its
-    ``add`` action's path: relative and URL-encoded, or an absolute URI."""
-    return join(base, urllib.parse.unquote(path)) if "://" not in path else path
 
 
 ROW_GROUP_ROWS = 128 * 1024
@@ -263,7 +249,8 @@ def read_data_file(
     """Read one data file as batches of ``schema``: partition columns filled in, columns the
     file predates (schema evolution) as nulls."""
     fs, base = filesystem(root, storage_options)
-    parquet = pq.ParquetFile(data_file_path(base, path), filesystem=fs)
+    relative = urllib.parse.unquote(path) if "://" not in path else path
+    parquet = pq.ParquetFile(join(base, relative), filesystem=fs)
     for batch in parquet.iter_batches(batch_size=65_536):
         columns = []
         for target in schema:

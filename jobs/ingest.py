@@ -118,6 +118,10 @@ def release(frames: Iterable[DataFrame]) -> None:
         frame._jdf.queryExecution().analyzed().rdd().unpersist(False)
 
 
+# per event type: rows by action (rule None, on_failure = the action) or rows failing a rule
+FailureCount = namedtuple("FailureCount", "event_type rule on_failure failed")
+
+
 def silver_table(table: str) -> str:
     return f"silver/{table}"
 
@@ -168,7 +172,7 @@ def residency_reason(blocked: Iterable[str], boundary: Boundary) -> Column:
     """``residency.origin_country`` / ``residency.coordinates`` for events that must be dropped."""
     lat = F.get_json_object(F.col(PAYLOAD), "$.lat").cast("double")
     lon = F.get_json_object(F.col(PAYLOAD), "$.lon").cast("double")
-    in_china = _inside(boundary)(lat, lon)
+    in_china = _inside(boundary, lat, lon)
     return F.when(
         F.upper(F.col("origin_country")).isin(list(blocked)), F.lit(RESIDENCY_ORIGIN)
     ).when(F.coalesce(in_china, F.lit(False)), F.lit(RESIDENCY_COORDINATES))
@@ -177,7 +181,7 @@ def residency_reason(blocked: Iterable[str], boundary: Boundary) -> Column:
 RESIDENCY_BANDS = 64  # latitude bands of the outline's edges (see _inside)
 
 
-def _inside(boundary: Boundary) -> Any:
+def _inside(boundary: Boundary, lat: Column, lon: Column) -> Column:
     """A point-in-polygon test for the packaged outline as a native Spark expression.
 
     Even-odd ray casting with the arithmetic of :meth:`Boundary.contains`, for points inside the
@@ -202,24 +206,20 @@ def _inside(boundary: Boundary) -> Any:
         "array<array<struct<x:double,y:double,yj:double,dx:double,dy:double>>>",
     )
 
-    def test(lat: Column, lon: Column) -> Column:
-        def cross(inside: Column, e: Column) -> Column:
-            crosses = ((e["y"] > lat) != (e["yj"] > lat)) & (
-                lon < e["dx"] * (lat - e["y"]) / e["dy"] + e["x"]
-            )
-            return inside != crosses
-
-        near = lat.between(boundary.min_lat, boundary.max_lat) & lon.between(
-            boundary.min_lon, boundary.max_lon
+    def cross(inside: Column, e: Column) -> Column:
+        crosses = ((e["y"] > lat) != (e["yj"] > lat)) & (
+            lon < e["dx"] * (lat - e["y"]) / e["dy"] + e["x"]
         )
-        band = F.least(
-            F.floor((lat - F.lit(boundary.min_lat)) / F.lit(step)).cast("int"),
-            F.lit(RESIDENCY_BANDS - 1),
-        )
-        in_band = band_edges[band]
-        return F.when(near, F.aggregate(in_band, F.lit(False), cross)).otherwise(F.lit(False))
+        return inside != crosses
 
-    return test
+    near = lat.between(boundary.min_lat, boundary.max_lat) & lon.between(
+        boundary.min_lon, boundary.max_lon
+    )
+    band = F.least(
+        F.floor((lat - F.lit(boundary.min_lat)) / F.lit(step)).cast("int"),
+        F.lit(RESIDENCY_BANDS - 1),
+    )
+    return F.when(near, F.aggregate(band_edges[band], F.lit(False), cross)).otherwise(F.lit(False))
 
 
 class Ingest:
@@ -325,10 +325,10 @@ class Ingest:
     ) -> None:  # fmt: skip
         with stats.step("dedup"):
             # the events that can be duplicates: decoded, not residency-dropped
-            decoded = pc.and_(
+            candidate = pc.and_(
                 pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
             )
-            duplicate = self._duplicates(keys, decoded, stats.batch_id)
+            duplicate = self._duplicates(keys, candidate, stats.batch_id)
             stats.duplicates = int(duplicate.sum())
             if stats.duplicates:
                 flags = self.spark.createDataFrame(
@@ -342,7 +342,7 @@ class Ingest:
             else:
                 kept = kept.withColumn("_duplicate", F.lit(False))
             # the event types this batch has fresh events of: only they are checked and written
-            fresh_rows = pc.and_(decoded, pa.array(~duplicate))
+            fresh_rows = pc.and_(candidate, pa.array(~duplicate))
             present = set(keys.column("event_type").filter(fresh_rows).unique().to_pylist())
         typed: dict[str, DataFrame] = {}
         try:
@@ -463,7 +463,7 @@ class Ingest:
         window_h = self.cfg.quality.dedup_window_hours
         ids = pc.unique(keys.column("event_id").filter(candidate).drop_null())
         seen = None
-        if len(ids) and tables.table_exists(self.spark, self.cfg, EVENT_IDS):
+        if len(ids):
             # the days of the state whose events can be within the window of this batch's
             days = pc.unique(pc.cast(keys.column("event_time").filter(candidate), pa.date32()))
             pad = window_h // 24 + 1
@@ -504,17 +504,18 @@ class Ingest:
             pc.take(types, pc.list_parent_indices(failed_rules)).to_pylist(),
             pc.list_flatten(failed_rules).to_pylist(), strict=True,
         ))  # fmt: skip
-        rules: dict[str, str] = {
-            r.name: r.on_failure
-            for c in self.checks.values()
-            for suite in c.suites
-            for r in suite.rules
-        }
-        rules.update({r: self.cfg.vehicle.action(r) for r in VEHICLE_RULES})
-        Row = namedtuple("Row", "event_type rule on_failure failed")
-        out = [Row(t, None, action, n) for (t, action), n in by_action.items()]
-        out += [Row(t, rule, rules.get(rule, "warn"), n) for (t, rule), n in by_rule.items()]
+        out = [FailureCount(t, None, action, n) for (t, action), n in by_action.items()]
+        out += [FailureCount(t, rule, self._on_failure.get(rule, "warn"), n)
+                for (t, rule), n in by_rule.items()]  # fmt: skip
         return out
+
+    @functools.cached_property
+    def _on_failure(self) -> dict[str, str]:
+        """What each rule's failure does: the suites' rules and the per-vehicle ones."""
+        rules = {
+            r.name: r.on_failure for c in self.checks.values() for s in c.suites for r in s.rules
+        }
+        return rules | {r: self.cfg.vehicle.action(r) for r in VEHICLE_RULES}
 
     @functools.cached_property
     def _rule_rows(self) -> dict[str, list[Column]]:
@@ -592,7 +593,6 @@ class Ingest:
     ) -> list[dict[str, Any]]:
         """One row per (event type, rule): evaluated, failed (one pass), GX's verdict."""
         counts = {(r.event_type, r.rule): int(r.failed) for r in failures if r.rule is not None}
-        sizes = {t: 0 for t in self.checks}
         rows = []
         by_type = {t: {"n": 0, "quarantine": 0, "warn": 0} for t in self.checks}
         for r in failures:
@@ -601,11 +601,10 @@ class Ingest:
                 if r.on_failure in ("quarantine", "warn"):
                     by_type[r.event_type][r.on_failure] += r.failed
         for event_type in self.checks:  # also the types this batch has none of (evaluated 0)
-            sizes[event_type] = by_type[event_type]["n"]
             stats.silver[event_type] = by_type[event_type]["n"] - by_type[event_type]["quarantine"]
             stats.warned += by_type[event_type]["warn"]
             verdicts: dict[str, bool | None] = {}
-            if self.gx and sizes[event_type]:
+            if self.gx and by_type[event_type]["n"]:
                 checked = typed[event_type]
                 verdicts = {rule: ok for _, rule, ok in self._gx_verdicts(event_type, checked)}
             named: list[tuple[str, str, str]] = [(suite.name, rule.name, rule.on_failure)
@@ -618,10 +617,10 @@ class Ingest:
                 rows.append({
                     "query_id": stats.query_id, "batch_id": stats.batch_id,
                     "event_type": event_type, "suite": suite_name, "rule": rule_name,
-                    "on_failure": on_failure, "evaluated": sizes[event_type], "failed": failed,
+                    "on_failure": on_failure, "evaluated": by_type[event_type]["n"], "failed": failed,
                     "gx_success": verdicts.get(rule_name),
                 })  # fmt: skip
-        undecodable = stats.bronze - stats.duplicates - sum(sizes.values())
+        undecodable = stats.bronze - stats.duplicates - sum(t["n"] for t in by_type.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}
         for event_type in self.checks:
             q = by_type[event_type]["quarantine"]

@@ -165,11 +165,11 @@ def write_tables(
         return
     writes = [w for wave in waves for w in wave]
     collect = on_driver and resolve_format(writes[0].df.sparkSession, cfg) == "deltars"
+    from jobs.delta_commit import write_collected
+
     steps = []
     for w in writes:
         if collect:
-            from jobs.delta_commit import write_collected
-
             opts = _deltars_write(cfg, w.name, w.partition_by, txn, merge_schema)
             steps.append(functools.partial(write_collected, w.df, opts))
         else:
@@ -237,7 +237,8 @@ def read_rows(
     keys: tuple[str, pa.Array],
 ) -> pa.Table:
     """On the driver, as Arrow: the columns ``schema`` of a table's rows whose partition column
-    ``where[0]`` is one of ``where[1]`` and whose column ``keys[0]`` is one of ``keys[1]``.
+    ``where[0]`` is one of ``where[1]`` and whose column ``keys[0]`` is one of ``keys[1]``; no
+    rows when the table does not exist yet.
 
     With ``deltars`` this reads the files delta-rs lists for those partitions directly (no Spark
     job; 0.2 s for Spark's Parquet reader or 0.8 s for the ``deltars`` data source, which plans
@@ -248,15 +249,20 @@ def read_rows(
 
     (column, values), (key, wanted_keys) = where, keys
     if resolve_format(spark, cfg) == "delta":
+        if not table_exists(spark, cfg, name):
+            return schema.empty_table()
         wanted = spark.createDataFrame(pa.table({key: wanted_keys}))
         df = read_table(spark, cfg, name).where(F.col(column).isin(values))
         df = df.join(F.broadcast(wanted), on=key, how="left_semi").select(*schema.names)
         return df.toArrow().cast(schema)
     path, options = table_path(cfg, name), storage_options(cfg)
     partitions = set(values)
+    files = snapshot_files(
+        DeltaRsOptions(path=path, storage_options=options), None, missing_ok=True
+    )
     parts = [
         batch.filter(pc.is_in(batch.column(key), value_set=wanted_keys))
-        for file, partition in snapshot_files(DeltaRsOptions(path=path, storage_options=options), None)
+        for file, partition in files
         if partition.get(column) in partitions
         for batch in read_data_file(path, options, file, partition, schema)
     ]  # fmt: skip

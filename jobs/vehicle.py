@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from jobs.config import VehicleConfig
 from jobs.decode import DECODE_ERROR, PAYLOAD
 from jobs.quality.checks import EventTypeChecks
 from jobs.quality.rows import FAILURE_TYPE
+from jobs.quality.suites import identifiers
 
 ODOMETER_MONOTONIC = "vehicle.odometer_monotonic"
 POSITION_JUMP = "vehicle.position_jump"
@@ -114,17 +114,6 @@ def add_vehicle_checks(
     )
 
 
-_SQL_WORDS = {"and", "or", "not", "case", "when", "then", "else", "end", "is", "null", "in",
-              "true", "false", "between", "like", "as"}  # fmt: skip
-
-
-def _identifiers(expression: str) -> set[str]:
-    """Column names a derived-column expression reads (words that are not SQL or a function)."""
-    without_strings = re.sub(r"'[^']*'", "", expression)
-    words = re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b(?!\s*\()", without_strings)
-    return {w for w in words if w.lower() not in _SQL_WORDS}
-
-
 def _output_schema(staged: DataFrame) -> Any:
     from pyspark.sql import types as T
 
@@ -144,7 +133,7 @@ def with_trust(
     for event_type, type_checks in checks.items():
         for suite in type_checks.suites:
             for name, expression in suite.derived_columns.items():
-                if name in probe.columns or not _identifiers(expression) <= set(probe.columns):
+                if name in probe.columns or not identifiers(expression) <= set(probe.columns):
                     continue  # it reads a payload field this stage does not read
                 probe = probe.withColumn(name, F.expr(expression))
                 added.append(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,7 +21,7 @@ from jobs.quality.rows import (
     build_row_checks,
     failures_column,
 )
-from jobs.quality.suites import ENVELOPE_SUITE, Suite
+from jobs.quality.suites import ENVELOPE_SUITE, Suite, identifiers
 from jobs.schemas import SchemaRegistry
 
 INGEST_TIME = "ingest_time"
@@ -90,7 +89,7 @@ class EventTypeChecks:
         sql = {n: e for suite in self.suites for n, e in suite.derived_columns.items()}
         groups: list[dict[str, Column]] = [{}]
         for name, column in self._derived.items():
-            if any(re.search(rf"\b{re.escape(earlier)}\b", sql[name]) for earlier in groups[-1]):
+            if identifiers(sql[name]) & groups[-1].keys():
                 groups.append({})
             groups[-1][name] = column
         return [g for g in groups if g]

@@ -15,6 +15,7 @@ configuration (:func:`suite_parameters`) when the suite is loaded.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -138,3 +139,14 @@ def _resolve(node: Any, parameters: dict[str, Any], *, where: str) -> Any:
     if isinstance(node, list):
         return [_resolve(v, parameters, where=where) for v in node]
     return node
+
+
+_SQL_WORDS = {"and", "or", "not", "case", "when", "then", "else", "end", "is", "null", "in",
+              "true", "false", "between", "like", "as"}  # fmt: skip
+
+
+def identifiers(expression: str) -> set[str]:
+    """Column names a derived-column expression reads (words that are not SQL or a function)."""
+    without_strings = re.sub(r"'[^']*'", "", expression)
+    words = re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b(?!\s*\()", without_strings)
+    return {w for w in words if w.lower() not in _SQL_WORDS}
