@@ -47,18 +47,18 @@ def messages(cfg: Config) -> list[Message]:
 def spark():
     from pyspark.sql import SparkSession
 
-    session = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("vehicle-events-tests")
-        .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config(STATE_STORE_KEY, ROCKSDB)
         .config(CHANGELOG, "true")
-        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "4g")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
     )
+    # the local environment's settings (time zone, no UI, interpreted expressions), as make run
+    for key, value in load_config(LOCAL_CONF).spark.conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     register_data_sources(session)
     yield session
