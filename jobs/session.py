@@ -29,12 +29,10 @@ QUIET_LOGGERS = (
 )
 
 
-@contextlib.contextmanager
-def spark_session(cfg: Config) -> Iterator[SparkSession]:
-    """Start (or join) a session with ``[spark]`` settings; stop it on exit if we started it."""
+def session_builder(cfg: Config) -> Any:
+    """A session builder with the ``[spark]`` settings (the tests add theirs to it)."""
     # Workers must run this interpreter, or they cannot import the project's dependencies.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    active = SparkSession.getActiveSession()
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
@@ -43,7 +41,14 @@ def spark_session(cfg: Config) -> Iterator[SparkSession]:
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    return builder
+
+
+@contextlib.contextmanager
+def spark_session(cfg: Config) -> Iterator[SparkSession]:
+    """Start (or join) a session with ``[spark]`` settings; stop it on exit if we started it."""
+    active = SparkSession.getActiveSession()
+    spark = session_builder(cfg).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     jvm: Any = getattr(spark, "_jvm", None)  # None on Spark Connect: nothing to quieten there
     for name in QUIET_LOGGERS if jvm is not None else ():

@@ -37,7 +37,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -179,12 +178,11 @@ def _seconds(series: pd.Series) -> list[float]:
     Read from the column's integer ticks when it is already a datetime column (as Spark hands
     it over): ``pd.to_datetime`` and the ``.dt`` accessors cost about 1 ms per call, which was
     most of the time spent on a vehicle with a few events in a micro-batch."""
-    if not isinstance(series.dtype, pd.DatetimeTZDtype) and series.dtype.kind != "M":
+    if series.dtype.kind != "M":  # "M": datetime64, with or without a time zone
         series = pd.to_datetime(series, utc=True)
-    ticks = series.array.asi8  # type: ignore[attr-defined]
-    per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[series.array.unit]  # type: ignore[attr-defined]
-    missing = np.iinfo(np.int64).min  # NaT
-    return [math.nan if t == missing else t / per_second for t in ticks.tolist()]
+    times: Any = series.array
+    per_second, missing = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[times.unit], pd.NaT.value
+    return [math.nan if t == missing else t / per_second for t in times.asi8.tolist()]
 
 
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

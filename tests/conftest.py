@@ -10,7 +10,7 @@ import pytest
 from jobs import register_data_sources
 from jobs.config import PROJECT_ROOT, Config, load_config
 from jobs.schemas import SchemaRegistry
-from jobs.session import CHANGELOG, ROCKSDB, STATE_STORE_KEY
+from jobs.session import session_builder
 from jobs.simulator import Message, SimulationParams, simulate
 
 # Spark's Python workers must run the interpreter that runs the tests.
@@ -44,21 +44,11 @@ def messages(cfg: Config) -> list[Message]:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    from pyspark.sql import SparkSession
-
-    builder = (
-        SparkSession.builder.master("local[2]")
-        .appName("vehicle-events-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config(STATE_STORE_KEY, ROCKSDB)
-        .config(CHANGELOG, "true")
-        .config("spark.driver.memory", "4g")
-    )
-    # the local environment's settings (time zone, no UI, interpreted expressions), as make run
-    for key, value in load_config(LOCAL_CONF).spark.conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+def spark(cfg: Config):
+    # the local environment's session (local[2], state store, time zone, interpreted
+    # expressions), as make run builds it
+    builder = session_builder(cfg).appName("vehicle-events-tests")
+    session = builder.config("spark.driver.memory", "4g").getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     register_data_sources(session)
     yield session
