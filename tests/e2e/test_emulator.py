@@ -37,11 +37,15 @@ def _producer(endpoint):
 
 
 def _receive(
-    endpoint, partition: str, n: int, *, starting_position="-1", inclusive=False, group="$Default"
-):
+    endpoint, partition: str, n: int, *, starting_position="-1", inclusive=False, group="$Default",
+    errors: list | None = None,
+):  # fmt: skip
+    """Up to ``n`` events (30 s at most); with ``errors``, the first receive error ends it (no
+    retries) and is appended there."""
     consumer = EventHubConsumerClient.from_connection_string(
-        endpoint["conn"], consumer_group=group, eventhub_name=HUB
-    )
+        endpoint["conn"], consumer_group=group, eventhub_name=HUB,
+        **({} if errors is None else {"retry_total": 0}),
+    )  # fmt: skip
     got: list = []
     done = threading.Event()
 
@@ -50,9 +54,14 @@ def _receive(
         if len(got) >= n:
             done.set()
 
+    def on_error(ctx, error):
+        errors.append(error)
+        done.set()
+
     worker = threading.Thread(target=consumer.receive_batch, daemon=True, kwargs={
         "on_event_batch": on_batch, "partition_id": partition, "starting_position": starting_position,
         "starting_position_inclusive": inclusive, "max_wait_time": 1,
+        **({} if errors is None else {"on_error": on_error}),
     })  # fmt: skip
     worker.start()
     done.wait(30)
@@ -135,8 +144,11 @@ def test_live_tail_from_latest(endpoint) -> None:
 
 
 def test_unknown_consumer_group_is_refused(endpoint) -> None:
-    got = _receive(endpoint, "0", 1, group="nobody-here")
+    _send(endpoint, "0", ["for the known groups only"])
+    errors: list = []
+    got = _receive(endpoint, "0", 1, group="nobody-here", errors=errors)
     assert got == []
+    assert errors and "consumer group 'nobody-here'" in str(errors[0]), errors
 
 
 def test_restart_keeps_the_data(endpoint) -> None:
