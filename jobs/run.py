@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -10,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from pyspark.sql import DataFrame, SparkSession
@@ -18,7 +21,7 @@ from jobs import register_data_sources, tables
 from jobs.config import Config
 from jobs.errors import JobsError, SourceError
 from jobs.ingest import BATCHES, BatchStats, Ingest
-from jobs.quality.checks import build_checks
+from jobs.quality.checks import EventTypeChecks, build_checks
 from jobs.quality.suites import load_suites, suite_parameters
 from jobs.residency import load_boundary
 from jobs.schemas import SchemaRegistry
@@ -108,10 +111,45 @@ class ProgressLine:
 
 
 def build_ingest(spark: SparkSession, cfg: Config, *, gx: bool = True) -> Ingest:
+    registry, checks = compiled_checks(spark, cfg)
+    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path), gx=gx)
+
+
+# Recent compiles by digest of their inputs: (session, registry, checks); insertion-ordered.
+_compiled: dict[str, tuple[SparkSession, SchemaRegistry, dict[str, EventTypeChecks]]] = {}
+COMPILES_KEPT = 4
+
+
+def compiled_checks(
+    spark: SparkSession, cfg: Config
+) -> tuple[SchemaRegistry, dict[str, EventTypeChecks]]:
+    """The schema registry and every event type's row checks, compiled from the schema and
+    suite files with the configuration's suite parameters.
+
+    Compiling costs tens of thousands of calls into the JVM (15-25 s on 2 slow cores); a process
+    that runs several queries on one session (replay after ingest, the benchmarks, the tests)
+    reuses a compile while the session, the files and the parameters are the same."""
+    digest = _inputs_digest(cfg)
+    hit = _compiled.get(digest)
+    if hit is not None and hit[0] is spark:
+        return hit[1], hit[2]
     registry = SchemaRegistry.load(cfg.quality.schemas_path)
     suites = load_suites(cfg.quality.expectations_path, suite_parameters(cfg))
     checks = build_checks(spark, registry, suites)
-    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path), gx=gx)
+    for key in [k for k, v in _compiled.items() if v[0] is not spark]:
+        del _compiled[key]  # another session's expressions
+    _compiled[digest] = (spark, registry, checks)
+    while len(_compiled) > COMPILES_KEPT:
+        del _compiled[next(iter(_compiled))]
+    return registry, checks
+
+
+def _inputs_digest(cfg: Config) -> str:
+    digest = hashlib.sha256(json.dumps(suite_parameters(cfg), sort_keys=True).encode())
+    for root in (Path(cfg.quality.schemas_path), Path(cfg.quality.expectations_path)):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def run_ingest(

@@ -16,10 +16,9 @@ from pyspark.sql import functions as F
 from jobs.bench import median_seconds
 from jobs.config import Config
 from jobs.quality.batch import validate_batch
-from jobs.quality.checks import INGEST_TIME, build_checks, decoded_events
+from jobs.quality.checks import INGEST_TIME, decoded_events
 from jobs.quality.rows import FAILURES
-from jobs.quality.suites import load_suites, suite_parameters
-from jobs.schemas import SchemaRegistry
+from jobs.run import compiled_checks
 from jobs.simulator import SimulationParams, simulate
 
 EVENT_TYPE = "vehicle.chassis_snapshot"
@@ -31,9 +30,8 @@ def run(spark: SparkSession, cfg: Config, *, events: int, repeats: int) -> dict[
         SimulationParams(vehicles=200, events=events, bad_rate=0.03, seed=1, end_time=end),
         list(cfg.partners),
     )
-    registry = SchemaRegistry.load(cfg.quality.schemas_path)
-    suites = load_suites(cfg.quality.expectations_path, suite_parameters(cfg))
-    checks = build_checks(spark, registry, suites)[EVENT_TYPE]
+    registry, all_checks = compiled_checks(spark, cfg)
+    checks = all_checks[EVENT_TYPE]
     raw = spark.createDataFrame([(m.body,) for m in messages], "body binary").withColumn(
         INGEST_TIME, F.lit(end + timedelta(seconds=30)).cast("timestamp")
     )

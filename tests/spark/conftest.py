@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.quality.checks import INGEST_TIME, build_checks
-from jobs.quality.suites import load_suites, suite_parameters
+from jobs.quality.checks import INGEST_TIME
+from jobs.run import compiled_checks
 from tests.conftest import SIM_END
 
 
@@ -17,13 +17,8 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def suites(cfg):
-    return load_suites(cfg.quality.expectations_path, suite_parameters(cfg))
-
-
-@pytest.fixture(scope="session")
-def checks(spark, registry, suites):
-    return build_checks(spark, registry, suites)
+def checks(spark, cfg):
+    return compiled_checks(spark, cfg)[1]  # the ingest tests' compile, when they ran first
 
 
 @pytest.fixture(scope="session")

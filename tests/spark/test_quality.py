@@ -145,3 +145,9 @@ def test_gx_passes_clean_events_of_every_type(decoded, checks, manifest) -> None
             checks[event_type].with_derived_columns(df), list(checks[event_type].suites)
         )
         assert [r.rule for r in results if not r.success] == [], event_type
+
+
+def test_a_compile_is_reused_while_session_files_and_parameters_stay(spark, cfg, checks) -> None:
+    from jobs.run import compiled_checks
+
+    assert compiled_checks(spark, cfg)[1] is checks
