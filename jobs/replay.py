@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from jobs import tables
 from jobs.config import Config
 from jobs.decode import decode_envelope
-from jobs.ingest import QUARANTINE, silver_table
+from jobs.ingest import QUARANTINE, hold, release, silver_table
 from jobs.quality.checks import INGEST_TIME
 from jobs.quality.rows import ACTION
 from jobs.run import build_ingest
@@ -73,24 +73,26 @@ def replay(
         F.lit(-run).cast("long").alias("batch_id"), F.lit(f"replay-{run}").alias("query_id"),
         carried_failures(F.col("reasons"), cfg.vehicle).alias(VEHICLE_FAILURES),
     ).persist()  # fmt: skip
-    cached: list[DataFrame] = []
+    held: list[DataFrame] = []
     try:
-        result.candidates = events.count()
-        if not result.candidates:
-            return result
         decoded = decode_envelope(
             events, ingest.registry, max_body_bytes=cfg.quality.max_body_bytes
         )
+        # the candidates' event types as they decode now: only those are checked
+        of_type = {
+            r.event_type: r["count"] for r in decoded.groupBy("event_type").count().collect()
+        }
+        result.candidates = sum(of_type.values())
         releases: list[DataFrame] = []
-        for event_type in ingest.checks:  # (each type's frame stays cached until the end)
+        for event_type in [t for t in ingest.checks if t in of_type]:  # (held until the end)
             checked = ingest._checked(decoded, event_type)
             passing = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
             table = silver_table(ingest.registry.latest(event_type).table)
             if tables.table_exists(spark, cfg, table):  # never a second copy of a curated event
                 curated = tables.read_table(spark, cfg, table).select("event_id")
                 passing = passing.join(curated, "event_id", "left_anti")
-            passing = passing.persist()
-            cached.append(passing)
+            passing = hold(passing)  # computed once, planned once (persist plans it again)
+            held.append(passing)
             count = passing.count()
             if count:
                 result.released[table] = count
@@ -108,8 +110,8 @@ def replay(
             union = functools.reduce(DataFrame.unionByName, releases)
             tables.write_table(union, cfg, RELEASES, txn=(APP_ID, run), merge_schema=True)
     finally:
-        for frame in (events, *cached):
-            frame.unpersist()
+        events.unpersist()
+        release(held)
     logger.info("replay run %d: %d candidates, released %s, %d still failing%s", run,
                 result.candidates, result.released, result.still_failing, " (dry run)" if dry_run else "")  # fmt: skip
     return result
