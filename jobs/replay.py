@@ -72,12 +72,14 @@ def replay(
         F.col("enqueuedTime").alias(INGEST_TIME),
         F.lit(-run).cast("long").alias("batch_id"), F.lit(f"replay-{run}").alias("query_id"),
         carried_failures(F.col("reasons"), cfg.vehicle).alias(VEHICLE_FAILURES),
-    ).persist()  # fmt: skip
+    )  # fmt: skip
     held: list[DataFrame] = []
     try:
-        decoded = decode_envelope(
+        # read and decoded once, held: the type counts and every type's checks read it
+        held.append(hold(decode_envelope(
             events, ingest.registry, max_body_bytes=cfg.quality.max_body_bytes
-        )
+        )))  # fmt: skip
+        decoded = held[-1]
         # the candidates' event types as they decode now: only those are checked
         of_type = {
             r.event_type: r["count"] for r in decoded.groupBy("event_type").count().collect()
@@ -110,7 +112,6 @@ def replay(
             union = functools.reduce(DataFrame.unionByName, releases)
             tables.write_table(union, cfg, RELEASES, txn=(APP_ID, run), merge_schema=True)
     finally:
-        events.unpersist()
         release(held)
     logger.info("replay run %d: %d candidates, released %s, %d still failing%s", run,
                 result.candidates, result.released, result.still_failing, " (dry run)" if dry_run else "")  # fmt: skip

@@ -57,18 +57,18 @@ def _table(cfg, name: str) -> pl.DataFrame:
     return pl.read_delta(tables.table_path(cfg, name))
 
 
-def _silver(cfg, *columns) -> pl.DataFrame:
+def _silver(spark, cfg, *columns) -> pl.DataFrame:
     """Every silver table's event ids and types (and ``columns``), as one frame."""
     registry = SchemaRegistry.load(cfg.quality.schemas_path)
-    paths = [silver_table(s.table) for s in registry.schemas()]
+    names = [silver_table(s.table) for s in registry.schemas()]
     return pl.concat([
         _table(cfg, name).select("event_id", "event_type", *columns)
-        for name in paths
-        if (Path(tables.table_path(cfg, name)) / "_delta_log").is_dir()
+        for name in names
+        if tables.table_exists(spark, cfg, name)
     ])  # fmt: skip
 
 
-def _expect_exact_tables(cfg, messages) -> None:
+def _expect_exact_tables(spark, cfg, messages) -> None:
     """Every table holds what the manifest says: nothing missing, nothing twice."""
     records = [m.record for m in messages]
     dropped = [r for r in records if r["outcome"] == "residency_dropped"]
@@ -77,7 +77,7 @@ def _expect_exact_tables(cfg, messages) -> None:
     assert bronze.select("partition", "sequenceNumber").n_unique() == bronze.height
     duplicates = bronze.filter(pl.col("duplicate")).height
     assert duplicates == sum(r["outcome"] == "duplicate" for r in records)
-    silver = _silver(cfg)
+    silver = _silver(spark, cfg)
     assert silver.height == silver["event_id"].n_unique(), "an event in silver twice"
     quarantine = _table(cfg, QUARANTINE)
     assert quarantine.height == quarantine["quarantine_id"].n_unique()
@@ -92,11 +92,11 @@ def _sha(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _placement_errors(cfg, messages):
+def _placement_errors(spark, cfg, messages):
     """Events not where the manifest says (table, reason, per-vehicle flags), and clean events
     that a per-vehicle rule flagged (false positives)."""
     records = {m.record["index"]: m.record for m in messages}
-    silver_rows = _silver(cfg, "_dq_failures").to_dicts()
+    silver_rows = _silver(spark, cfg, "_dq_failures").to_dicts()
     silver_ids = Counter(r["event_id"] for r in silver_rows)
     flags = {r["event_id"]: {f["rule"] for f in r["_dq_failures"] or []} for r in silver_rows}
     quarantined = {
@@ -133,14 +133,14 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     # every batch's held frames, and those background GX validated, were freed
     assert _held_blocks(spark) == held
 
-    misplaced, false_flags = _placement_errors(cfg, messages)
+    misplaced, false_flags = _placement_errors(spark, cfg, messages)
     assert false_flags == [], false_flags[:20]
     assert misplaced == [], misplaced[:20]
     records = {m.record["index"]: m.record for m in messages}
     quarantine = tables.read_table(spark, cfg, QUARANTINE)
     caught = {r["fault"] for r in records.values() if r["outcome"] == "quarantined" or r["flags"]}
     assert len(caught) >= 25, "the small fleet should carry every kind, single and cross-event"
-    _expect_exact_tables(cfg, messages)
+    _expect_exact_tables(spark, cfg, messages)
     # GX ran in the background (the default) and left a verdict per batch, type and rule
     gx = tables.read_table(spark, cfg, DQ_GX)
     assert gx.select("batch_id").distinct().count() == len(result.batches)
@@ -178,7 +178,7 @@ def _replay_releases_once_after_a_fix(spark, cfg, quarantine) -> None:
     assert again.released == {} and again.candidates == first.still_failing
     released = {r.event_id for r in tables.read_table(spark, cfg, RELEASES).collect()}
     assert released == expected
-    silver = Counter(_silver(cfg)["event_id"].to_list())
+    silver = Counter(_silver(spark, cfg)["event_id"].to_list())
     assert all(silver[e] == 1 for e in expected)
     # per-vehicle verdicts are kept on replay (the state has moved on): a replay stays out
     replayed = replay(spark, fixed, reason="vehicle.seq_replay", dry_run=True)
@@ -289,9 +289,9 @@ def test_sigkill_at_random_points_then_restart_leaves_every_table_exact(
         break
     assert kills == 3
     cfg = load_config(conf)
-    _expect_exact_tables(cfg, messages)
+    _expect_exact_tables(spark, cfg, messages)
     # the per-vehicle state was checkpointed with the query: the same outcome as without kills
-    assert _placement_errors(cfg, messages) == ([], [])
+    assert _placement_errors(spark, cfg, messages) == ([], [])
 
 
 def test_restarting_the_endpoint_while_ingesting_loses_and_duplicates_nothing(
@@ -309,4 +309,4 @@ def test_restarting_the_endpoint_while_ingesting_loses_and_duplicates_nothing(
 
     result = run_ingest(cfg, available_now=True, spark=spark, timeout_s=600, on_batch=restart_once)
     assert restarted.is_set() and result.received == len(subset)
-    _expect_exact_tables(cfg, subset)
+    _expect_exact_tables(spark, cfg, subset)

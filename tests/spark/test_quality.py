@@ -12,6 +12,7 @@ from jobs import decode
 from jobs.quality.batch import validate_batch
 from jobs.quality.checks import decoded_events
 from jobs.quality.rows import ACTION, FAILURES
+from jobs.run import compiled_checks
 from jobs.simulator.faults import FAULTS_BY_NAME, RESCUED_WARNING
 
 EVENT_TYPES = [
@@ -148,6 +149,4 @@ def test_gx_passes_clean_events_of_every_type(decoded, checks, manifest) -> None
 
 
 def test_a_compile_is_reused_while_session_files_and_parameters_stay(spark, cfg, checks) -> None:
-    from jobs.run import compiled_checks
-
     assert compiled_checks(spark, cfg)[1] is checks

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
 
+from jobs.config import Partner
 from jobs.errors import SuiteError
 from jobs.quality.suites import ON_FAILURE, load_suites, suite_parameters
+from jobs.run import _inputs_digest
 from jobs.schemas import SchemaRegistry
 
 
@@ -140,11 +143,6 @@ def test_gx_rejects_an_unknown_expectation_type(suite_copy, cfg) -> None:
 
 def test_compiled_checks_are_keyed_by_every_input_file_and_parameter(cfg, tmp_path) -> None:
     """A compile is reused only while its inputs are unchanged (jobs.run.compiled_checks)."""
-    import dataclasses
-
-    from jobs.config import Partner
-    from jobs.run import _inputs_digest
-
     schemas, suites_dir = tmp_path / "schemas", tmp_path / "expectations"
     shutil.copytree(cfg.quality.schemas_path, schemas)
     shutil.copytree(cfg.quality.expectations_path, suites_dir)
