@@ -59,4 +59,15 @@ def spark_session(cfg: Config) -> Iterator[SparkSession]:
         yield spark
     finally:
         if active is None:
+            _stop_state_store_maintenance(jvm)
             spark.stop()
+
+
+def _stop_state_store_maintenance(jvm: Any) -> None:
+    """Stop the state store's maintenance thread before the session: left running, it wakes
+    after the session stopped and logs a warning with a stack trace ("SparkEnv not active")
+    after the job's own summary."""
+    if jvm is None:
+        return
+    with contextlib.suppress(Exception):  # an internal API: a quieter exit is all it buys
+        jvm.org.apache.spark.sql.execution.streaming.state.StateStore.stop()

@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 
 from jobs.config import VehicleConfig
@@ -68,7 +69,11 @@ FAILURES = "_vehicle_failures"
 TRUSTED = "vehicle_trusted"
 _FIELDS = "vehicle_fields"
 _OUT = "vehicle_failures"
-_MAPS = ("properties", "systemProperties")
+# what the processor reads of a row (the rest of it rides packed: see add_vehicle_checks)
+_READ = ("vin", TRUSTED, "event_time", "enqueuedTime", "boot_id", "seq_num", "event_type",
+         _FIELDS, "partition", "sequenceNumber")  # fmt: skip
+_CARRIED = "vehicle_carried"
+_CONSUMED = (TRUSTED, _FIELDS)  # made for the processor, not returned by it
 _SEQ_WINDOW = 512
 _KEEP_FIXES, _KEEP_STEPS, _KEEP_BOOTS = 8, 6, 4
 
@@ -88,7 +93,14 @@ def add_vehicle_checks(
     """``prepared`` (decoded envelope, residency column) plus ``_vehicle_failures``.
 
     Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
-    input row comes out once, with the same columns plus the failures."""
+    input row comes out once, with the same columns and values plus the failures.
+
+    The processor gets the columns it reads; every other column of the row rides through it
+    packed in one JSON string (``vehicle_carried``), unpacked after. PySpark hands the
+    processor each row as a tuple of all its columns and builds a pandas frame per vehicle from
+    them, so the width of the row is most of the stage's cost: measured on 30,000 events, the
+    stage cost about 10 s with the whole row and about 7 s packed (5.5 s with no columns
+    carried at all). Timestamps ride as themselves (JSON would round them to milliseconds)."""
     fields = fields_read(cfg)
     payload_type = ", ".join(f"`{f}` double" for f in fields)
     staged = with_trust(
@@ -96,29 +108,49 @@ def add_vehicle_checks(
         checks,
         fields,
         residency,
-    ).withColumns({m: F.to_json(m) for m in _MAPS if m in prepared.columns})
-    hidden = [c for c in staged.columns if c.startswith("_")]
-    staged = staged.withColumnsRenamed({c: f"u{c}" for c in hidden})
-    checked = staged.groupBy("vin").transformWithStateInPandas(
-        statefulProcessor=VehicleChecks(cfg, fields),
-        outputStructType=_output_schema(staged),
-        outputMode="Append",
-        timeMode="ProcessingTime",  # the state's TTL counts processing time
     )
-    return (
-        checked.withColumnsRenamed({f"u{c}": c for c in hidden} | {_OUT: FAILURES})
-        .withColumns(
-            {m: F.from_json(m, "map<string,string>") for m in _MAPS if m in prepared.columns}
+    carried = T.StructType([
+        f for f in prepared.schema.fields
+        if f.name not in _READ and not isinstance(f.dataType, T.TimestampType)
+    ])  # fmt: skip
+    packed = staged.withColumn(
+        _CARRIED, F.to_json(F.struct(*[F.col(f"`{f.name}`") for f in carried.fields]))
+    ).drop(*carried.fieldNames())
+    hidden = [c for c in packed.columns if c.startswith("_")]
+    packed = packed.withColumnsRenamed({c: f"u{c}" for c in hidden})
+    checked = (
+        packed.groupBy("vin")
+        .transformWithStateInPandas(
+            statefulProcessor=VehicleChecks(cfg, fields),
+            outputStructType=_output_schema(packed),
+            outputMode="Append",
+            timeMode="ProcessingTime",  # the state's TTL counts processing time
         )
-        .drop(_FIELDS, TRUSTED)
+        .withColumnsRenamed({f"u{c}": c for c in hidden})
+    )
+    # FAILFAST: a value that did not survive the trip stops the batch instead of turning null
+    unpacked = F.from_json(F.col(_CARRIED), carried, {"mode": "FAILFAST"})
+    return checked.withColumn(_CARRIED, unpacked).select(
+        *[
+            F.col(f"{_CARRIED}.`{c}`" if c in carried.fieldNames() else f"`{c}`").alias(c)
+            for c in prepared.columns
+        ],
+        F.col(_OUT).alias(FAILURES),
     )
 
 
 def _output_schema(staged: DataFrame) -> Any:
-    from pyspark.sql import types as T
+    """The input's columns but the stage's own inputs (:func:`_emit`), plus the failures."""
+    kept = [f for f in staged.schema.fields if f.name not in _CONSUMED]
+    return T.StructType([*kept, T.StructField(_OUT, T.ArrayType(FAILURE_TYPE))])
 
-    failures = T.StructField(_OUT, T.ArrayType(FAILURE_TYPE))
-    return T.StructType([*staged.schema.fields, failures])
+
+def _emit(batch: pd.DataFrame, failures: list[list[dict[str, str]]]) -> pd.DataFrame:
+    """The processor's output: the rows without the columns made for it (a struct column
+    costs a dict per row on the way back), with their failures."""
+    out = batch.drop(columns=list(_CONSUMED))
+    out[_OUT] = failures
+    return out
 
 
 def with_trust(
@@ -314,15 +346,13 @@ class VehicleChecks(StatefulProcessor):
         chunks = list(rows)
         batch = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
         if key[0] is None or True not in batch[TRUSTED].tolist():
-            batch[_OUT] = [[] for _ in range(len(batch))]
-            yield batch
+            yield _emit(batch, [[] for _ in range(len(batch))])
             return
         stored = self.state.get()  # None when there is none: one call to the state server
         state = VehicleState(json.loads(stored[0]) if stored else None)
         failures = check_vehicle(batch, state, self.cfg, self.fields)
-        batch[_OUT] = failures
         self.state.update((state.dump(),))
-        yield batch
+        yield _emit(batch, failures)
 
     def close(self) -> None:
         pass
