@@ -162,18 +162,22 @@ def run_ingest(
     timeout_s: float | None = None,
     on_batch: Callable[[BatchStats], None] | None = None,
     stop: threading.Event | None = None,
+    ingest: Ingest | None = None,
 ) -> RunResult:
     """Run the ingest query until stopped (Ctrl-C, or ``stop`` set) or, with ``available_now``,
-    until it has processed what the hub held when it started."""
+    until it has processed what the hub held when it started. ``ingest``: the batch processing
+    to use instead of one built from ``cfg`` (the benchmarks pass a part of it)."""
     if spark is None:
         with spark_session(cfg) as session:
             return run_ingest(cfg, available_now=available_now, gx=gx, out=out, spark=session,
-                              timeout_s=timeout_s, on_batch=on_batch, stop=stop)  # fmt: skip
+                              timeout_s=timeout_s, on_batch=on_batch, stop=stop,
+                              ingest=ingest)  # fmt: skip
     register_data_sources(spark)
     result = RunResult()
     started = time.monotonic()
-    out.write("ingest: compiling the expectation suites...\n")
-    ingest = build_ingest(spark, cfg, gx=gx)
+    if ingest is None:
+        out.write("ingest: compiling the expectation suites...\n")
+        ingest = build_ingest(spark, cfg, gx=gx)
     checkpoint = checkpoint_dir(cfg)
     eventhubs = cfg.source.kind == "eventhubs"
     ending = hub_ends(cfg) if available_now and eventhubs else None
