@@ -285,17 +285,13 @@ class Ingest:
         per-vehicle stage), as the streaming query delivers them."""
         stats = BatchStats(query_id, batch_id)
         txn = (query_id, batch_id)
-        prepared = df if RESIDENCY in df.columns else self.prepare(df)
         held: list[DataFrame] = []  # this batch's held frames, released when it ends
         try:
             with stats.step("decode+residency"):
-                held.append(hold(prepared))
-                decoded = held[-1].withColumns(
+                prepared, keys = self.hold_batch(df)
+                held.append(prepared)
+                decoded = prepared.withColumns(
                     {"batch_id": F.lit(batch_id).cast("long"), "query_id": F.lit(query_id)}
-                )
-                # a few columns of every event, on the driver: the counts and the dedup keys
-                keys = (
-                    held[-1].select(*BATCH_COLUMNS, "event_type", RESIDENCY, DECODE_ERROR).toArrow()
                 )
             stats.received = keys.num_rows
             dropped = keys.column(RESIDENCY).drop_null().value_counts()
@@ -318,6 +314,14 @@ class Ingest:
         logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
                     ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
         return stats
+
+    def hold_batch(self, df: DataFrame) -> tuple[DataFrame, pa.Table]:
+        """A batch's first step: its rows through :meth:`prepare` (unless the stream did),
+        held (free it with :func:`release`), and a few columns of every event on the driver:
+        the counts and the dedup keys."""
+        prepared = hold(df if RESIDENCY in df.columns else self.prepare(df))
+        keys = prepared.select(*BATCH_COLUMNS, "event_type", RESIDENCY, DECODE_ERROR).toArrow()
+        return prepared, keys
 
     def _process_kept(
         self, kept: DataFrame, keys: pa.Table, stats: BatchStats, txn: tuple[str, int],

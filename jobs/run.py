@@ -110,9 +110,14 @@ class ProgressLine:
             self.out.flush()
 
 
-def build_ingest(spark: SparkSession, cfg: Config, *, gx: bool = True) -> Ingest:
+def build_ingest(
+    spark: SparkSession, cfg: Config, *, gx: bool = True, processing: type[Ingest] = Ingest
+) -> Ingest:
+    """The batch processing for ``cfg``: ``processing`` (the benchmarks pass a part of
+    :class:`Ingest`) with the compiled checks and the residency boundary."""
     registry, checks = compiled_checks(spark, cfg)
-    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path), gx=gx)
+    boundary = load_boundary(cfg.residency.boundary_path)
+    return processing(spark, cfg, registry, checks, boundary, gx=gx)
 
 
 # Recent compiles by digest of their inputs: (session, registry, checks); insertion-ordered.
@@ -162,22 +167,21 @@ def run_ingest(
     timeout_s: float | None = None,
     on_batch: Callable[[BatchStats], None] | None = None,
     stop: threading.Event | None = None,
-    ingest: Ingest | None = None,
+    processing: type[Ingest] = Ingest,
 ) -> RunResult:
     """Run the ingest query until stopped (Ctrl-C, or ``stop`` set) or, with ``available_now``,
-    until it has processed what the hub held when it started. ``ingest``: the batch processing
-    to use instead of one built from ``cfg`` (the benchmarks pass a part of it)."""
+    until it has processed what the hub held when it started. ``processing``: what each batch
+    does (see :func:`build_ingest`)."""
     if spark is None:
         with spark_session(cfg) as session:
             return run_ingest(cfg, available_now=available_now, gx=gx, out=out, spark=session,
                               timeout_s=timeout_s, on_batch=on_batch, stop=stop,
-                              ingest=ingest)  # fmt: skip
+                              processing=processing)  # fmt: skip
     register_data_sources(spark)
     result = RunResult()
     started = time.monotonic()
-    if ingest is None:
-        out.write("ingest: compiling the expectation suites...\n")
-        ingest = build_ingest(spark, cfg, gx=gx)
+    out.write("ingest: compiling the expectation suites...\n")
+    ingest = build_ingest(spark, cfg, gx=gx, processing=processing)
     checkpoint = checkpoint_dir(cfg)
     eventhubs = cfg.source.kind == "eventhubs"
     ending = hub_ends(cfg) if available_now and eventhubs else None

@@ -130,9 +130,10 @@ def add_vehicle_checks(
     )
     # FAILFAST: a value that did not survive the trip stops the batch instead of turning null
     unpacked = F.from_json(F.col(_CARRIED), carried, {"mode": "FAILFAST"})
+    inside = set(carried.fieldNames())
     return checked.withColumn(_CARRIED, unpacked).select(
         *[
-            F.col(f"{_CARRIED}.`{c}`" if c in carried.fieldNames() else f"`{c}`").alias(c)
+            F.col(f"{_CARRIED}.`{c}`" if c in inside else f"`{c}`").alias(c)
             for c in prepared.columns
         ],
         F.col(_OUT).alias(FAILURES),

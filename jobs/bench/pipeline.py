@@ -34,9 +34,8 @@ from typing import Any, cast
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import Config
-from jobs.dedup import BATCH_COLUMNS
 from jobs.emulator.process import EmulatorProcess
-from jobs.ingest import RESIDENCY, BatchStats, Ingest, hold, release
+from jobs.ingest import BatchStats, Ingest, release
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -153,8 +152,7 @@ def _ingest(
     """The ingest job over the whole backlog in one batch, into a lake of its own; with
     ``upstream_only``, each batch stops after the per-vehicle stage (:class:`UpstreamOnly`)."""
     from jobs.demo import local_config
-    from jobs.residency import load_boundary
-    from jobs.run import compiled_checks, run_ingest
+    from jobs.run import run_ingest
 
     local = local_config(cfg, work)
     local = dataclasses.replace(
@@ -162,12 +160,8 @@ def _ingest(
         source=dataclasses.replace(local.source, max_events_per_trigger=total),
         vehicle=dataclasses.replace(local.vehicle, enabled=vehicle),
     )
-    ingest = None
-    if upstream_only:
-        registry, checks = compiled_checks(spark, local)
-        ingest = UpstreamOnly(spark, local, registry, checks,
-                              load_boundary(local.residency.boundary_path))  # fmt: skip
-    result = run_ingest(local, available_now=True, spark=spark, out=io.StringIO(), ingest=ingest)
+    result = run_ingest(local, available_now=True, spark=spark, out=io.StringIO(),
+                        processing=UpstreamOnly if upstream_only else Ingest)  # fmt: skip
     batch_seconds = sum(b.seconds for b in result.batches)
     validation = sum(b.validation_seconds for b in result.batches)
     return {
@@ -179,17 +173,15 @@ def _ingest(
 
 
 class UpstreamOnly(Ingest):
-    """The ingest job's batches cut short: read, decode, residency and the per-vehicle stage,
-    held, and the batch's key columns collected (as :meth:`Ingest.process` starts), no checks
+    """The ingest job's batches cut short after their first step (:meth:`Ingest.hold_batch`:
+    read, decode, residency and the per-vehicle stage, held, key columns collected); no checks
     and no writes."""
 
     def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
         stats = BatchStats(query_id, batch_id)
-        held = hold(df if RESIDENCY in df.columns else self.prepare(df))
-        try:
-            stats.received = held.select(*BATCH_COLUMNS).toArrow().num_rows
-        finally:
-            release([held])
+        prepared, keys = self.hold_batch(df)
+        release([prepared])
+        stats.received = keys.num_rows
         stats.seconds = time.monotonic() - stats.started
         return stats
 

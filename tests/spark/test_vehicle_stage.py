@@ -36,8 +36,12 @@ def source_rows(spark, messages):
     return spark.createDataFrame(rows, SCHEMA)
 
 
-def test_the_stage_passes_every_row_through_unchanged(spark, cfg, registry, checks, source_rows):
-    ingest = Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path))
+@pytest.fixture(scope="module")
+def ingest(spark, cfg, registry, checks):
+    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path))
+
+
+def test_the_stage_passes_every_row_through_unchanged(ingest, source_rows):
     prepared = ingest.prepare(source_rows)
     staged = ingest.with_vehicle_checks(prepared)
 
@@ -57,10 +61,9 @@ def test_the_stage_passes_every_row_through_unchanged(spark, cfg, registry, chec
     assert {bytes(r["body"]) for r in after.values()} >= set(ODD_BODIES)
 
 
-def test_the_stage_still_finds_cross_event_faults(spark, cfg, registry, checks, source_rows):
+def test_the_stage_still_finds_cross_event_faults(ingest, source_rows):
     """A replayed event sent twice under a new position is caught: the stage's rules see the
     columns they read although the rest of the row rides packed."""
-    ingest = Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path))
     first = source_rows.where("partition = '0' and sequenceNumber = 0")
     replayed = first.withColumn("sequenceNumber", first["sequenceNumber"] + 10_000)
     staged = ingest.with_vehicle_checks(ingest.prepare(first.unionByName(replayed)))
