@@ -14,8 +14,8 @@ def register_data_sources(spark: object) -> None:
     Also turns on Python data source filter pushdown, which ``deltars`` uses to prune
     partitions (Spark 4.1 refuses a reader with ``pushFilters`` while it is off).
     """
-    from jobs.deltars import DeltaRsDataSource
-    from jobs.eventhubs import EventHubsDataSource
+    from jobs.delta.source import DeltaRsDataSource
+    from jobs.sources.eventhubs import EventHubsDataSource
 
     spark.conf.set("spark.sql.python.filterPushdown.enabled", "true")  # type: ignore[attr-defined]
     spark.dataSource.register(DeltaRsDataSource)  # type: ignore[attr-defined]

@@ -247,7 +247,7 @@ def _emulator(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from jobs.emulator.server import Emulator
+    from jobs.devkit.emulator.server import Emulator
 
     async def serve() -> None:
         emulator = Emulator(args.config, args.data_dir, fsync=args.fsync)
@@ -272,7 +272,8 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from jobs.run import run_ingest, summary
+    from jobs.ingest.query import run_ingest
+    from jobs.ingest.summary import summary
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
@@ -300,7 +301,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jobs.demo import DemoParams, print_summary, run_demo
+    from jobs.devkit.demo import DemoParams, print_summary, run_demo
 
     cfg = load_config(args.conf, args.overrides)
     params = DemoParams(vehicles=args.vehicles, events=args.events, bad_rate=args.bad_rate,
@@ -349,9 +350,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from jobs.devkit.simulator import SimulationParams, simulate
+    from jobs.devkit.simulator.output import send_to_eventhubs, write_files
     from jobs.errors import SimulatorError
-    from jobs.simulator import SimulationParams, simulate
-    from jobs.simulator.output import send_to_eventhubs, write_files
 
     cfg = load_config(args.conf, args.overrides)
     partners = list(cfg.partners)

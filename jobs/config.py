@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import tomllib
 
+from jobs.contract import VEHICLE_RULES
 from jobs.errors import ConfigError, SecretNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,14 +144,7 @@ class QualityConfig:
 
 
 VehicleAction = Literal["warn", "quarantine", "fail", "off"]
-_VEHICLE_ACTIONS: dict[str, VehicleAction] = {
-    "vehicle.seq_replay": "quarantine",
-    "vehicle.clock_offset": "warn",
-    "vehicle.odometer_monotonic": "quarantine",
-    "vehicle.position_jump": "quarantine",
-    "vehicle.speed_distance_agreement": "quarantine",
-    "vehicle.sensor_stuck": "warn",
-}
+_VEHICLE_ACTIONS: dict[str, VehicleAction] = dict(VEHICLE_RULES)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -194,7 +188,7 @@ class ResidencyConfig:
     """Data that must never be processed or stored here."""
 
     blocked_countries: tuple[str, ...] = ("CN",)
-    boundary_file: str | None = None
+    boundary_file: str | None = None  # GeoJSON; default: the outline packaged with the job
 
     def __post_init__(self) -> None:
         for code in self.blocked_countries:
@@ -202,12 +196,6 @@ class ResidencyConfig:
                 raise ValueError(
                     f"blocked_countries: expected ISO 3166-1 alpha-2 codes like 'CN'; got {code!r}"
                 )
-
-    @property
-    def boundary_path(self) -> Path:
-        if self.boundary_file:
-            return Path(self.boundary_file)
-        return Path(__file__).resolve().parent / "data" / "china_ne110m.geojson"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.config import Config
+from jobs.delta.tables import storage_options, table_path
 from jobs.errors import ConfigError
-from jobs.tables import storage_options, table_path
 
 logger = logging.getLogger(__name__)
 

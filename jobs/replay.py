@@ -17,19 +17,19 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import tables
 from jobs.config import Config
-from jobs.decode import decode_envelope
-from jobs.ingest import QUARANTINE, hold, release, silver_table
-from jobs.quality.checks import INGEST_TIME
-from jobs.quality.rows import ACTION
-from jobs.run import build_ingest
-from jobs.vehicle import FAILURES as VEHICLE_FAILURES
-from jobs.vehicle import carried_failures
+from jobs.delta import tables
+from jobs.lake import QUARANTINE, RELEASES, silver_rows, silver_table
+from jobs.session import hold, release
+from jobs.stages.decode import INGEST_TIME, decode_envelope
+from jobs.stages.quality.compiled import compiled_checks
+from jobs.stages.quality.rows import ACTION
+from jobs.stages.quality.validate import BatchChecks
+from jobs.stages.vehicle.stage import FAILURES as VEHICLE_FAILURES
+from jobs.stages.vehicle.stage import carried_failures
 
 logger = logging.getLogger(__name__)
 
-RELEASES = "quarantine_releases"
 APP_ID = "replay"
 
 
@@ -64,7 +64,8 @@ def replay(
     if tables.table_exists(spark, cfg, RELEASES):
         released = tables.read_table(spark, cfg, RELEASES).select("quarantine_id")
         quarantine = quarantine.join(released, "quarantine_id", "left_anti")
-    ingest = build_ingest(spark, cfg, gx=False)
+    registry, checks = compiled_checks(spark, cfg)
+    validation = BatchChecks(registry, checks, cfg.vehicle)
     events = quarantine.select(
         "quarantine_id", "body", "partition", "sequenceNumber", "offset", "enqueuedTime",
         F.lit(None).cast("string").alias("partitionKey"),
@@ -77,7 +78,7 @@ def replay(
     try:
         # read and decoded once, held: the type counts and every type's checks read it
         held.append(hold(decode_envelope(
-            events, ingest.registry, max_body_bytes=cfg.quality.max_body_bytes
+            events, registry, max_body_bytes=cfg.quality.max_body_bytes
         )))  # fmt: skip
         decoded = held[-1]
         # the candidates' event types as they decode now: only those are checked
@@ -86,10 +87,10 @@ def replay(
         }
         result.candidates = sum(of_type.values())
         releases: list[DataFrame] = []
-        for event_type in [t for t in ingest.checks if t in of_type]:  # (held until the end)
-            checked = ingest._checked(decoded, event_type)
+        for event_type in [t for t in checks if t in of_type]:  # (held until the end)
+            checked = validation.checked(decoded, event_type)
             passing = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
-            table = silver_table(ingest.registry.latest(event_type).table)
+            table = silver_table(registry.latest(event_type).table)
             if tables.table_exists(spark, cfg, table):  # never a second copy of a curated event
                 curated = tables.read_table(spark, cfg, table).select("event_id")
                 passing = passing.join(curated, "event_id", "left_anti")
@@ -99,7 +100,7 @@ def replay(
             if count:
                 result.released[table] = count
                 if not dry_run:
-                    silver = ingest._silver(passing.drop("quarantine_id"))
+                    silver = silver_rows(passing.drop("quarantine_id"))
                     tables.write_table(silver, cfg, table, partition_by=("event_date",),
                                        txn=(APP_ID, run), merge_schema=True)  # fmt: skip
                 releases.append(passing.select(

@@ -9,9 +9,9 @@ import pytest
 
 from jobs import register_data_sources
 from jobs.config import PROJECT_ROOT, Config, load_config
-from jobs.schemas import SchemaRegistry
+from jobs.devkit.simulator import Message, SimulationParams, simulate
 from jobs.session import session_builder
-from jobs.simulator import Message, SimulationParams, simulate
+from jobs.stages.schemas import SchemaRegistry
 
 # Spark's Python workers must run the interpreter that runs the tests.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

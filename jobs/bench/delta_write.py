@@ -15,8 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.bench import median_seconds
-from jobs.delta_commit import write_dataframe
-from jobs.deltars import DeltaRsOptions
+from jobs.delta.options import DeltaRsOptions
+from jobs.delta.write import write_dataframe
 
 
 def vehicle_events(spark: SparkSession, rows: int) -> DataFrame:

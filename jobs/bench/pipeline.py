@@ -34,8 +34,10 @@ from typing import Any, cast
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import Config
-from jobs.emulator.process import EmulatorProcess
-from jobs.ingest import BatchStats, Ingest, release
+from jobs.devkit.emulator.process import EmulatorProcess
+from jobs.ingest.accounting import BatchStats
+from jobs.ingest.batch import Ingest
+from jobs.session import release
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -86,8 +88,8 @@ def _source_rate(spark: SparkSession, conn: str, hub: str, total: int) -> float:
 
 
 def run(spark: SparkSession, cfg: Config, *, events: int) -> dict[str, Any]:
-    from jobs.simulator import SimulationParams, simulate
-    from jobs.simulator.output import send_to_eventhubs
+    from jobs.devkit.simulator import SimulationParams, simulate
+    from jobs.devkit.simulator.output import send_to_eventhubs
 
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     messages = simulate(
@@ -151,8 +153,8 @@ def _ingest(
 ) -> dict[str, Any]:  # fmt: skip
     """The ingest job over the whole backlog in one batch, into a lake of its own; with
     ``upstream_only``, each batch stops after the per-vehicle stage (:class:`UpstreamOnly`)."""
-    from jobs.demo import local_config
-    from jobs.run import run_ingest
+    from jobs.devkit.demo import local_config
+    from jobs.ingest.query import run_ingest
 
     local = local_config(cfg, work)
     local = dataclasses.replace(
@@ -223,13 +225,13 @@ def _latency(
     from azure.eventhub import EventHubProducerClient
     from pyspark.sql import functions as F
 
-    from jobs import tables
-    from jobs.demo import local_config
-    from jobs.ingest import BATCHES, silver_table
-    from jobs.run import run_ingest
-    from jobs.schemas import SchemaRegistry
-    from jobs.simulator import SimulationParams, simulate
-    from jobs.simulator.output import send_keyed
+    from jobs.delta import tables
+    from jobs.devkit.demo import local_config
+    from jobs.devkit.simulator import SimulationParams, simulate
+    from jobs.devkit.simulator.output import send_keyed
+    from jobs.ingest.query import run_ingest
+    from jobs.lake import BATCHES, silver_table
+    from jobs.stages.schemas import SchemaRegistry
 
     messages = simulate(
         SimulationParams(vehicles=100, events=rate * (seconds + 120) + 50, bad_rate=0.0, seed=21,

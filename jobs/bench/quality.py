@@ -15,11 +15,12 @@ from pyspark.sql import functions as F
 
 from jobs.bench import median_seconds
 from jobs.config import Config
-from jobs.quality.batch import validate_batch
-from jobs.quality.checks import INGEST_TIME, decoded_events
-from jobs.quality.rows import FAILURES
-from jobs.run import compiled_checks
-from jobs.simulator import SimulationParams, simulate
+from jobs.devkit.simulator import SimulationParams, simulate
+from jobs.stages.decode import INGEST_TIME
+from jobs.stages.quality.checks import decoded_events
+from jobs.stages.quality.compiled import compiled_checks
+from jobs.stages.quality.gx import validate_batch
+from jobs.stages.quality.rows import FAILURES
 
 EVENT_TYPE = "vehicle.chassis_snapshot"
 

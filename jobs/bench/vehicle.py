@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from jobs.config import Config
-from jobs.simulator import SimulationParams, simulate
-from jobs.vehicle import _FIELDS, TRUSTED, VehicleState, check_vehicle, fields_read
+from jobs.devkit.simulator import SimulationParams, simulate
+from jobs.stages.vehicle.rules import FIELDS, TRUSTED, VehicleState, check_vehicle, fields_read
 
 
 def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any]:
@@ -101,5 +101,5 @@ def _frame(rows: list[tuple[dict[str, Any], dict[str, Any]]], fields: list[str])
         "partition": ["0"] * len(rows),
         "sequenceNumber": list(range(len(rows))),
         TRUSTED: [trusted(r) for _, r in rows],
-        _FIELDS: [{f: (d.get("payload") or {}).get(f) for f in fields} for d, _ in rows],
+        FIELDS: [{f: (d.get("payload") or {}).get(f) for f in fields} for d, _ in rows],
     })  # fmt: skip

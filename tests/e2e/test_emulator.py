@@ -17,8 +17,8 @@ import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 
 from jobs.config import PROJECT_ROOT
-from jobs.emulator.process import EmulatorProcess
-from jobs.emulator.store import write_config
+from jobs.devkit.emulator.process import EmulatorProcess
+from jobs.devkit.emulator.store import write_config
 
 HUB = os.environ.get("EVENTHUB_TEST_NAME", "vehicle-events")
 

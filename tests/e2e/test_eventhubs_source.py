@@ -16,9 +16,9 @@ import pytest
 from azure.eventhub import EventData, EventHubProducerClient
 
 from jobs.config import PROJECT_ROOT
-from jobs.emulator.process import EmulatorProcess
-from jobs.emulator.store import write_config
-from jobs.eventhubs import SCHEMA
+from jobs.devkit.emulator.process import EmulatorProcess
+from jobs.devkit.emulator.store import write_config
+from jobs.sources.eventhubs import SCHEMA
 
 HUB = "vehicle-events"
 
@@ -269,7 +269,7 @@ def test_the_hub_watcher_follows_new_events_and_reports_an_unreachable_hub(hub) 
     import pickle
 
     from jobs.errors import SourceError
-    from jobs.eventhubs import EventHubsOptions, Hub, HubWatcher
+    from jobs.sources.eventhubs import EventHubsOptions, Hub, HubWatcher
 
     options = EventHubsOptions.from_options({"connectionString": hub.conn, "eventHubName": HUB})
     watcher = HubWatcher(Hub(options), max_age_s=5.0)

@@ -20,15 +20,15 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import tables
 from jobs.config import PROJECT_ROOT, load_config
-from jobs.demo import local_config
-from jobs.emulator.process import EmulatorProcess
-from jobs.ingest import BATCHES, BRONZE, DQ, DQ_GX, QUARANTINE, silver_table
-from jobs.run import run_ingest
-from jobs.schemas import SchemaRegistry
-from jobs.simulator import SimulationParams, simulate
-from jobs.simulator.output import send_to_eventhubs
+from jobs.delta import tables
+from jobs.devkit.demo import local_config
+from jobs.devkit.emulator.process import EmulatorProcess
+from jobs.devkit.simulator import SimulationParams, simulate
+from jobs.devkit.simulator.output import send_to_eventhubs
+from jobs.ingest.query import run_ingest
+from jobs.lake import BATCHES, BRONZE, DQ, DQ_GX, QUARANTINE, silver_table
+from jobs.stages.schemas import SchemaRegistry
 from tests.conftest import LOCAL_CONF, SIM_END
 
 ENV = "EVENTHUB_CONNECTION_STRING"
@@ -163,7 +163,8 @@ def _held_blocks(spark) -> int:
 def _replay_releases_once_after_a_fix(spark, cfg, quarantine) -> None:
     """The alliance admits a new partner: its quarantined events are released, exactly once."""
     from jobs.config import Partner
-    from jobs.replay import RELEASES, replay
+    from jobs.lake import RELEASES
+    from jobs.replay import replay
 
     only_reason = F.size("reasons") == 1
     waiting = quarantine.where(only_reason & (F.col("reason") == "envelope.partner_id.allow_list"))

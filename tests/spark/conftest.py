@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.quality.checks import INGEST_TIME
-from jobs.run import compiled_checks
+from jobs.stages.decode import INGEST_TIME
+from jobs.stages.quality.compiled import compiled_checks
 from tests.conftest import SIM_END
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import decode
-from jobs.decode import DECODE_ERROR, RESCUED, decode_envelope, decode_payload
+from jobs import contract as decode
+from jobs.stages.decode import DECODE_ERROR, RESCUED, decode_envelope, decode_payload
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ from pyspark.sql.datasource import EqualTo
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import load_config
-from jobs.deltars import DeltaRsOptions, DeltaRsReader
+from jobs.delta.options import DeltaRsOptions
+from jobs.delta.source import DeltaRsReader
+from jobs.delta.tables import read_table, resolve_format, write_table
 from jobs.errors import ConfigError, SourceOptionError
-from jobs.tables import read_table, resolve_format, write_table
 from tests.conftest import LOCAL_CONF
 from tests.readers import read_with
 
@@ -272,9 +273,9 @@ def test_streaming_write_commits_one_version_per_batch_idempotently(spark, tmp_p
         ({"path": "/x", "txnVersion": "1"}, r"txnAppId and txnVersion must be given together"),
         (
             {"path": "/x", "txnAppId": "a", "txnVersion": "one"},
-            r"txnVersion expects an integer; got 'one'",
+            r"option txnVersion: expected an integer of 0 or more; got 'one'",
         ),
-        ({"path": "/x", "mergeSchema": "yes"}, r"mergeSchema expects true or false; got 'yes'"),
+        ({"path": "/x", "mergeSchema": "yes"}, r"option mergeSchema: expected true or false; got 'yes'"),
         ({}, r"a table path is required"),
     ],
 )
@@ -381,7 +382,7 @@ def test_an_empty_write_creates_or_keeps_the_table(spark, tmp_path) -> None:
 
 @pytest.mark.parametrize("on_driver", [True, False])
 def test_write_tables_writes_several_tables_once_per_txn(spark, tmp_path, on_driver) -> None:
-    from jobs.tables import TableWrite, write_tables
+    from jobs.delta.tables import TableWrite, write_tables
 
     cfg = load_config(LOCAL_CONF, [f"lake.root={tmp_path}"])
     a, b = _frame(spark, n=30), _frame(spark, 100, 12).drop("m").withColumn("extra", F.lit(1))
@@ -414,7 +415,7 @@ def test_write_tables_writes_several_tables_once_per_txn(spark, tmp_path, on_dri
 def test_append_rows_from_the_driver_once_per_txn_adding_columns(spark, tmp_path) -> None:
     from pyspark.sql import types as T
 
-    from jobs.tables import append_rows
+    from jobs.delta.tables import append_rows
 
     cfg = load_config(LOCAL_CONF, [f"lake.root={tmp_path}"])
     first = T.StructType([T.StructField("n", T.LongType()), T.StructField("at", T.TimestampType())])

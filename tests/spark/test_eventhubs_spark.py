@@ -6,7 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from jobs.eventhubs import SCHEMA, from_kafka
+from jobs.sources.eventhubs import SCHEMA
+from jobs.sources.kafka import from_kafka
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "

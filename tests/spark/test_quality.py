@@ -8,12 +8,13 @@ from collections import Counter
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import decode
-from jobs.quality.batch import validate_batch
-from jobs.quality.checks import decoded_events
-from jobs.quality.rows import ACTION, FAILURES
-from jobs.run import compiled_checks
-from jobs.simulator.faults import FAULTS_BY_NAME, RESCUED_WARNING
+from jobs import contract as decode
+from jobs.contract import RESCUED_DRIFT
+from jobs.devkit.simulator.faults import FAULTS_BY_NAME
+from jobs.stages.quality.checks import decoded_events
+from jobs.stages.quality.compiled import compiled_checks
+from jobs.stages.quality.gx import validate_batch
+from jobs.stages.quality.rows import ACTION, FAILURES
 
 EVENT_TYPES = [
     "vehicle.chassis_snapshot",
@@ -80,7 +81,7 @@ def test_each_single_event_fault_is_quarantined_by_the_named_expectation(
 def test_schema_drift_by_new_fields_is_kept_and_flagged(verdicts, manifest) -> None:
     hits = [i for i, rec in manifest.items() if rec["fault"] == "new_field"]
     assert hits
-    assert [verdicts[i] for i in hits] == [("warn", [RESCUED_WARNING])] * len(hits)
+    assert [verdicts[i] for i in hits] == [("warn", [RESCUED_DRIFT])] * len(hits)
 
 
 def test_china_origin_reaching_validation_stops_the_stream(verdicts, manifest) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
-from jobs.ingest import residency_reason
-from jobs.residency import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN, load_boundary
+from jobs.contract import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
+from jobs.stages.residency import load_boundary
+from jobs.stages.residency.expression import residency_reason
 
 
 def test_the_spark_verdict_matches_the_outline_point_by_point(spark, cfg) -> None:
-    china = load_boundary(cfg.residency.boundary_path)
+    china = load_boundary(cfg.residency.boundary_file)
     rng = random.Random(11)
     points = [(39.90, 116.40), (20.04, 110.20), (37.57, 126.98), (25.03, 121.56), (47.89, 106.91)]
     # most of them inside the outline's bounding box, where the edges decide

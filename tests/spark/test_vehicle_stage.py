@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from jobs.eventhubs import SCHEMA
-from jobs.ingest import RESIDENCY, Ingest
-from jobs.residency import load_boundary
-from jobs.vehicle import FAILURES, SEQ_REPLAY
+from jobs.contract import SEQ_REPLAY
+from jobs.ingest.batch import Ingest
+from jobs.sources.eventhubs import SCHEMA
+from jobs.stages.residency import load_boundary
+from jobs.stages.residency.expression import RESIDENCY
+from jobs.stages.vehicle.stage import FAILURES
 from tests.conftest import SIM_END
 
 # a body that is not UTF-8 and one with every byte value: the stage carries bodies as they are
@@ -38,7 +40,7 @@ def source_rows(spark, messages):
 
 @pytest.fixture(scope="module")
 def ingest(spark, cfg, registry, checks):
-    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_path))
+    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_file))
 
 
 def test_the_stage_passes_every_row_through_unchanged(ingest, source_rows):

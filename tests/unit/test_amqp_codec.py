@@ -7,7 +7,7 @@ import struct
 import pytest
 from azure.eventhub import EventData, EventDataBatch
 
-from jobs.emulator import codec
+from jobs.devkit.emulator import codec
 
 
 def _encode(message) -> bytes:

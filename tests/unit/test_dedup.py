@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-from jobs.dedup import SEEN_SCHEMA, duplicates
+from jobs.stages.dedup import SEEN_SCHEMA, duplicates
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 TS = pa.timestamp("us", "UTC")

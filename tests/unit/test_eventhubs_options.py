@@ -7,18 +7,17 @@ import json
 import pytest
 
 from jobs.errors import SourceOptionError
-from jobs.eventhubs import (
+from jobs.sources.eventhubs.hub import allot
+from jobs.sources.eventhubs.options import (
     EARLIEST,
     LATEST,
     EventHubsOptions,
     Position,
-    Range,
-    allot,
-    kafka_options,
     parse_position,
     redact,
-    split,
 )
+from jobs.sources.eventhubs.read import Range, split
+from jobs.sources.kafka import kafka_options
 
 CONN = (
     "Endpoint=sb://localhost:5672;SharedAccessKeyName=RootManageSharedAccessKey;"

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.residency import load_boundary
+from jobs.stages.residency import load_boundary
 
 
 @pytest.fixture(scope="module")
 def china(cfg):
-    return load_boundary(cfg.residency.boundary_path)
+    return load_boundary(cfg.residency.boundary_file)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import types as T
 
 from jobs.errors import SchemaRegistryError
-from jobs.schemas import SchemaRegistry, to_spark_type
+from jobs.stages.schemas import SchemaRegistry, to_spark_type
 
 EVENT_TYPES = [
     "autonomy.disengagement",

@@ -11,11 +11,11 @@ from datetime import datetime
 import jsonschema
 import pytest
 
+from jobs.devkit.simulator import SimulationParams, simulate
+from jobs.devkit.simulator.faults import FAULTS, OUTCOMES
+from jobs.devkit.simulator.output import read_events, read_manifest, write_files
 from jobs.errors import SimulatorError
-from jobs.residency import load_boundary
-from jobs.simulator import SimulationParams, simulate
-from jobs.simulator.faults import FAULTS, OUTCOMES
-from jobs.simulator.output import read_events, read_manifest, write_files
+from jobs.stages.residency import load_boundary
 from tests.conftest import SIM_PARAMS
 
 KINDS = {str(k) for k in range(1, 11)}
@@ -145,7 +145,7 @@ def test_event_mix_covers_every_type(messages) -> None:
 
 
 def test_residency_faults_put_events_in_china_and_clean_ones_outside(messages, cfg) -> None:
-    china = load_boundary(cfg.residency.boundary_path)
+    china = load_boundary(cfg.residency.boundary_file)
     for m in messages:
         doc = _doc(m) if m.record["fault"] not in ("truncated_json", "invalid_utf8") else None
         if doc is None or "lat" not in doc["payload"] or doc["payload"]["lat"] is None:

@@ -10,9 +10,9 @@ import pytest
 
 from jobs.config import Partner
 from jobs.errors import SuiteError
-from jobs.quality.suites import ON_FAILURE, load_suites, suite_parameters
-from jobs.run import _inputs_digest
-from jobs.schemas import SchemaRegistry
+from jobs.stages.quality.compiled import inputs_digest
+from jobs.stages.quality.suites import ON_FAILURE, load_suites, suite_parameters
+from jobs.stages.schemas import SchemaRegistry
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_gx_rejects_an_unknown_expectation_type(suite_copy, cfg) -> None:
 
 
 def test_compiled_checks_are_keyed_by_every_input_file_and_parameter(cfg, tmp_path) -> None:
-    """A compile is reused only while its inputs are unchanged (jobs.run.compiled_checks)."""
+    """A compile is reused only while its inputs are unchanged (jobs.stages.quality.compiled)."""
     schemas, suites_dir = tmp_path / "schemas", tmp_path / "expectations"
     shutil.copytree(cfg.quality.schemas_path, schemas)
     shutil.copytree(cfg.quality.expectations_path, suites_dir)
@@ -150,15 +150,15 @@ def test_compiled_checks_are_keyed_by_every_input_file_and_parameter(cfg, tmp_pa
         cfg.quality, schemas_dir=str(schemas), expectations_dir=str(suites_dir)
     )
     copy = dataclasses.replace(cfg, quality=quality)
-    first = _inputs_digest(copy)
-    assert _inputs_digest(copy) == first
+    first = inputs_digest(copy)
+    assert inputs_digest(copy) == first
     suite = suites_dir / "envelope.json"
     suite.write_text(suite.read_text() + "\n")
-    assert _inputs_digest(copy) != first, "a suite file changed"
-    second = _inputs_digest(copy)
+    assert inputs_digest(copy) != first, "a suite file changed"
+    second = inputs_digest(copy)
     schema = next(schemas.glob("*/v1.json"))
     schema.write_text(schema.read_text() + "\n")
-    assert _inputs_digest(copy) != second, "a schema file changed"
-    third = _inputs_digest(copy)
+    assert inputs_digest(copy) != second, "a schema file changed"
+    third = inputs_digest(copy)
     more = dataclasses.replace(copy, partners=(*cfg.partners, Partner("p-new", "New", "eu")))
-    assert _inputs_digest(more) != third, "a suite parameter changed"
+    assert inputs_digest(more) != third, "a suite parameter changed"

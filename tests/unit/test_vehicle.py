@@ -1,4 +1,4 @@
-"""The per-vehicle rules on one vehicle's events, without Spark (``jobs.vehicle.check_vehicle``).
+"""The per-vehicle rules on one vehicle's events, without Spark (``jobs.stages.vehicle.rules.check_vehicle``).
 
 A clean trip: a snapshot every 5 s at 10 m/s heading north (about 0.00045 deg of latitude)."""
 
@@ -10,19 +10,16 @@ import pandas as pd
 import pytest
 
 from jobs.config import VehicleConfig
-from jobs.vehicle import (
-    _FIELDS,
-    CHASSIS,
+from jobs.contract import (
     CLOCK_OFFSET,
     ODOMETER_MONOTONIC,
     POSITION_JUMP,
     SENSOR_STUCK,
     SEQ_REPLAY,
     SPEED_DISTANCE,
-    TRUSTED,
-    VehicleState,
-    check_vehicle,
 )
+from jobs.stages.vehicle import rules
+from jobs.stages.vehicle.rules import CHASSIS, TRUSTED, VehicleState, check_vehicle
 
 CFG = VehicleConfig()
 FIELDS = ["lat", "lon", "speed_mps", "odometer_m", *CFG.stuck_fields]
@@ -53,7 +50,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
         "partition": ["0"] * len(rows),
         "sequenceNumber": list(range(len(rows))),
         TRUSTED: [r.get("trusted", True) for r in rows],
-        _FIELDS: [r["fields"] for r in rows],
+        rules.FIELDS: [r["fields"] for r in rows],
     })  # fmt: skip
 
 

@@ -1,0 +1,319 @@
+"""The one facade the jobs use for every table: native Delta where its jars are on the classpath,
+the ``deltars`` source otherwise, with the same options for both.
+
+``[lake] table_format`` picks: ``auto`` (detect), ``delta`` (native; fails fast if the jars are
+missing) or ``deltars``. Callers name tables (``bronze``, ``silver/chassis_snapshot``); the facade
+turns names into paths under ``[lake] root``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
+from pyspark.sql.types import StructType
+
+from jobs.config import Config
+from jobs.delta.files import read_data_file
+from jobs.delta.log import checkpoint_query_id, snapshot_files
+from jobs.delta.options import DeltaRsOptions
+from jobs.delta.write import write_arrow, write_dataframe
+from jobs.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["delta", "deltars"]
+WriteMode = Literal["append", "overwrite"]
+_DELTA_CLASS = "io.delta.tables.DeltaTable"
+
+
+def delta_jars_available(spark: SparkSession) -> bool:
+    """True when the native Delta classes can be loaded by the session's JVM."""
+    try:
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        jvm.java.lang.Class.forName(
+            _DELTA_CLASS, False, jvm.Thread.currentThread().getContextClassLoader()
+        )
+        return True
+    except Exception:  # py4j raises Py4JJavaError for ClassNotFoundException; Connect has no _jvm
+        return False
+
+
+def resolve_format(spark: SparkSession, cfg: Config) -> Format:
+    choice = cfg.lake.table_format
+    if choice == "deltars":
+        return "deltars"
+    available = delta_jars_available(spark)
+    if choice == "delta" and not available:
+        raise ConfigError(
+            f"{cfg.path} [lake].table_format: 'delta' needs the Delta Lake jars on the classpath "
+            f"(Databricks has them; spark-submit --packages io.delta:delta-spark_2.13:4.0.0); "
+            f"use 'auto' or 'deltars' to write through delta-rs instead"
+        )
+    return "delta" if available else "deltars"
+
+
+def table_path(cfg: Config, name: str) -> str:
+    return f"{cfg.lake.root.rstrip('/')}/{name}"
+
+
+def storage_options(cfg: Config) -> dict[str, str]:
+    """delta-rs storage options from the JSON in ``[lake] storage_options_env`` (a secret)."""
+    if not cfg.lake.storage_options_env:
+        return {}
+    raw = os.environ.get(cfg.lake.storage_options_env)
+    if not raw:
+        raise ConfigError(
+            f"environment variable {cfg.lake.storage_options_env} ([lake].storage_options_env) is "
+            f"not set; it must hold the delta-rs storage options as a JSON object"
+        )
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{cfg.lake.storage_options_env} does not hold a JSON object") from None
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def _options(fmt: Format, cfg: Config, extra: dict[str, Any]) -> dict[str, str]:
+    options = {k: str(v) for k, v in extra.items() if v is not None}
+    if fmt == "deltars":
+        options.update({f"storage.{k}": v for k, v in storage_options(cfg).items()})
+    return options
+
+
+def write_table(
+    df: DataFrame,
+    cfg: Config,
+    name: str,
+    *,
+    mode: WriteMode = "append",
+    partition_by: tuple[str, ...] = (),
+    txn: tuple[str, int] | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Batch write; with ``txn`` = (app id, version) a repeated write adds nothing."""
+    fmt = resolve_format(df.sparkSession, cfg)
+    if fmt == "deltars":
+        opts = _deltars_write(cfg, name, partition_by, txn, merge_schema)
+        write_dataframe(df, opts, overwrite=mode == "overwrite")
+        return
+    extra: dict[str, Any] = {"mergeSchema": "true" if merge_schema else None}
+    if txn is not None:
+        extra.update(txnAppId=txn[0], txnVersion=txn[1])
+    writer = df.write.format(fmt).mode(mode)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
+
+
+def _deltars_write(
+    cfg: Config,
+    name: str,
+    partition_by: tuple[str, ...],
+    txn: tuple[str, int] | None,
+    merge_schema: bool,
+) -> DeltaRsOptions:
+    """The ``deltars`` writer's options for an append (or overwrite) to table ``name``."""
+
+    extra: dict[str, Any] = {"mergeSchema": "true" if merge_schema else None,
+                             "partitionBy": ",".join(partition_by) or None}  # fmt: skip
+    if txn is not None:
+        extra.update(txnAppId=txn[0], txnVersion=txn[1])
+    return DeltaRsOptions.from_options(
+        {"path": table_path(cfg, name), **_options("deltars", cfg, extra)}
+    )
+
+
+class TableWrite(NamedTuple):
+    """One append of :func:`write_tables`."""
+
+    df: DataFrame
+    name: str
+    partition_by: tuple[str, ...] = ()
+
+
+def write_tables(
+    cfg: Config,
+    waves: list[list[TableWrite]],
+    *,
+    txn: tuple[str, int],
+    merge_schema: bool = False,
+    before_commit: Callable[[dict[str, int]], None] | None = None,
+    on_wave: Callable[[int], None] | None = None,
+    on_driver: bool = True,
+) -> None:
+    """Appends to several tables, each idempotent by ``txn``: the writes of a wave side by side,
+    the waves in order, ``on_wave(i)`` once wave ``i`` is committed.
+
+    ``before_commit(rows)`` gets the rows each table is about to receive (by table name) before
+    the first commit; whatever it raises leaves every table unchanged.
+
+    With ``deltars`` and ``on_driver``, each table's rows are collected to the driver as Arrow
+    and written there (:func:`jobs.delta.write.write_arrow`), with no Python workers: for
+    frames that fit in the driver's memory. Otherwise each table is written by its own
+    distributed job (always so with native Delta), and the rows are counted first when
+    ``before_commit`` asks for them.
+    """
+    writes = [w for wave in waves for w in wave]
+    if not writes:
+        return
+    fmt = resolve_format(writes[0].df.sparkSession, cfg)
+    collect = on_driver and fmt == "deltars"
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
+        steps: list[Callable[[], None]]
+        if collect:
+            arrows = list(pool.map(lambda w: w.df.toArrow(), writes))
+            rows = {w.name: a.num_rows for w, a in zip(writes, arrows, strict=True)}
+            steps = [functools.partial(write_arrow, _deltars_write(cfg, w.name, w.partition_by,
+                                                                   txn, merge_schema),
+                                       w.df.schema, a)
+                     for w, a in zip(writes, arrows, strict=True)]  # fmt: skip
+        else:
+            rows = dict(zip([w.name for w in writes], pool.map(lambda w: w.df.count(), writes),
+                            strict=True)) if before_commit else {}  # fmt: skip
+            steps = [functools.partial(write_table, w.df, cfg, w.name, partition_by=w.partition_by,
+                                       txn=txn, merge_schema=merge_schema)
+                     for w in writes]  # fmt: skip
+        if before_commit is not None:
+            before_commit(rows)
+        done = 0
+        for i, wave in enumerate(waves):
+            for future in [pool.submit(step) for step in steps[done : done + len(wave)]]:
+                future.result()  # the first failure is raised; nothing later is committed
+            done += len(wave)
+            if on_wave is not None:
+                on_wave(i)
+
+
+def append_rows(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    rows: list[dict[str, Any]],
+    schema: StructType,
+    *,
+    txn: tuple[str, int],
+) -> None:
+    """Append a few rows built on the driver (batch bookkeeping, quality results), idempotent by
+    ``txn``, adding columns the table lacks. With ``deltars`` no Spark job runs."""
+    if resolve_format(spark, cfg) == "deltars":
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
+        write_arrow(_deltars_write(cfg, name, (), txn, True), schema, arrow)
+        return
+    df = spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema)
+    write_table(df, cfg, name, txn=txn, merge_schema=True)
+
+
+def table_exists(spark: SparkSession, cfg: Config, name: str) -> bool:
+    path = table_path(cfg, name)
+    if resolve_format(spark, cfg) == "delta":
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        return bool(jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, path))  # type: ignore[attr-defined]
+    from deltalake import DeltaTable
+
+    return bool(DeltaTable.is_deltatable(path, storage_options(cfg) or None))
+
+
+def read_table(
+    spark: SparkSession, cfg: Config, name: str, *, version: int | None = None
+) -> DataFrame:
+    fmt = resolve_format(spark, cfg)
+    options = _options(fmt, cfg, {"versionAsOf": version})
+    return spark.read.format(fmt).options(**options).load(table_path(cfg, name))
+
+
+def read_rows(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    schema: pa.Schema,
+    where: tuple[str, list[str]],
+    keys: tuple[str, pa.Array],
+) -> pa.Table:
+    """On the driver, as Arrow: the columns ``schema`` of a table's rows whose partition column
+    ``where[0]`` is one of ``where[1]`` and whose column ``keys[0]`` is one of ``keys[1]``; no
+    rows when the table does not exist yet.
+
+    With ``deltars`` this reads the files delta-rs lists for those partitions directly (no Spark
+    job; 0.2 s for Spark's Parquet reader or 0.8 s for the ``deltars`` data source, which plans
+    every read in a new Python process). With native Delta, Spark reads and filters."""
+
+    (column, values), (key, wanted_keys) = where, keys
+    if resolve_format(spark, cfg) == "delta":
+        if not table_exists(spark, cfg, name):
+            return schema.empty_table()
+        wanted = spark.createDataFrame(pa.table({key: wanted_keys}))
+        df = read_table(spark, cfg, name).where(F.col(column).isin(values))
+        df = df.join(F.broadcast(wanted), on=key, how="left_semi").select(*schema.names)
+        return df.toArrow().cast(schema)
+    path, options = table_path(cfg, name), storage_options(cfg)
+    partitions = set(values)
+    files = snapshot_files(
+        DeltaRsOptions(path=path, storage_options=options), None, missing_ok=True
+    )
+    parts = [
+        batch.filter(pc.is_in(batch.column(key), value_set=wanted_keys))
+        for file, partition in files
+        if partition.get(column) in partitions
+        for batch in read_data_file(path, options, file, partition, schema)
+    ]  # fmt: skip
+    return pa.Table.from_batches(parts, schema=schema)
+
+
+def read_stream(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    *,
+    starting_version: int | None = None,
+    skip_change_commits: bool = False,
+) -> DataFrame:
+    fmt = resolve_format(spark, cfg)
+    extra = {
+        "startingVersion": starting_version,
+        "skipChangeCommits": "true" if skip_change_commits else None,
+    }
+    reader: DataStreamReader = spark.readStream.format(fmt).options(**_options(fmt, cfg, extra))
+    return reader.load(table_path(cfg, name))
+
+
+def write_stream(
+    df: DataFrame,
+    cfg: Config,
+    name: str,
+    *,
+    checkpoint: str,
+    partition_by: tuple[str, ...] = (),
+    merge_schema: bool = False,
+) -> DataStreamWriter:
+    """A streaming writer, not yet started: one idempotent commit per micro-batch."""
+    fmt = resolve_format(df.sparkSession, cfg)
+    extra: dict[str, Any] = {
+        "checkpointLocation": checkpoint,
+        "mergeSchema": "true" if merge_schema else None,
+    }
+    writer = df.writeStream.format(fmt).outputMode("append")
+    if partition_by:
+        if fmt == "delta":
+            writer = writer.partitionBy(*partition_by)
+        else:
+            extra["partitionBy"] = ",".join(partition_by)
+    return writer.options(**_options(fmt, cfg, extra)).option("path", table_path(cfg, name))
+
+
+def stream_query_id(cfg: Config, checkpoint: str) -> str:
+    """``spark-query-<id>`` of the streaming query checkpointed at ``checkpoint``: the app id of
+    its idempotent writes, the same across restarts."""
+    return checkpoint_query_id(checkpoint, storage_options(cfg))

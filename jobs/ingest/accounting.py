@@ -1,0 +1,71 @@
+"""What one micro-batch did, and the identities that must hold before anything of it commits."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jobs.errors import SinkError
+
+
+@dataclass
+class BatchStats:
+    """One micro-batch's counts and timings (the ``ingest_batches`` row).
+
+    ``silver`` is keyed by event type, ``quarantined`` by ``decode`` or event type,
+    ``residency_dropped`` by reason."""
+
+    query_id: str
+    batch_id: int
+    received: int = 0
+    residency_dropped: dict[str, int] = field(default_factory=dict)
+    bronze: int = 0
+    duplicates: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    silver: dict[str, int] = field(default_factory=dict)
+    warned: int = 0
+    seconds: float = 0.0
+    validation_seconds: float = 0.0
+    max_enqueued: datetime | None = None
+    silver_committed_at: datetime | None = None  # when this batch became visible in silver
+    started: float = field(default_factory=time.monotonic)
+    steps: dict[str, float] = field(default_factory=dict)
+    current: str | None = None  # the step in progress
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a step of the batch (added up when a step runs more than once)."""
+        began, self.current = time.monotonic(), name
+        try:
+            yield
+        finally:
+            self.steps[name] = self.steps.get(name, 0.0) + time.monotonic() - began
+            self.current = None
+
+    def check(self, *, bronze: int, quarantine: int, silver: Mapping[str, int]) -> None:
+        """Raise :class:`SinkError` unless the batch accounts for every event.
+
+        The arguments are the rows each table is about to receive (``silver`` by event type),
+        counted from the frames that will be written, independently of what validation
+        predicted: received = bronze + residency-dropped, bronze = silver + quarantined +
+        duplicates, and each silver table and quarantine get exactly the rows predicted.
+        """
+        dropped, quarantined = sum(self.residency_dropped.values()), sum(self.quarantined.values())
+        written = {t: n for t, n in silver.items() if n}
+        predicted = {t: n for t, n in self.silver.items() if n}
+        if (
+            self.received != bronze + dropped
+            or bronze != sum(written.values()) + quarantine + self.duplicates
+            or written != predicted
+            or quarantine != quarantined
+        ):
+            raise SinkError(
+                f"batch {self.batch_id}: accounting does not hold: received {self.received}, "
+                f"residency-dropped {dropped}, bronze {bronze}, silver {written} (predicted "
+                f"{predicted}), quarantine {quarantine} (predicted {quarantined}), duplicates "
+                f"{self.duplicates}; nothing of this batch was committed"
+            )
+        self.bronze = bronze

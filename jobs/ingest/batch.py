@@ -1,0 +1,273 @@
+"""One micro-batch of the ingest job, from source rows to committed tables.
+
+Per micro-batch (:meth:`Ingest.process`):
+
+1. **decode** the envelope of every body and give it its **residency** verdict (the streaming
+   query does this before the per-vehicle stage, so that the stage never sees an event from
+   mainland China); hold the batch and collect a few columns of every event to the driver;
+2. **deduplicate** on ``event_id`` within the batch and against the ids recorded by earlier
+   batches (``jobs.stages.dedup``);
+3. **validate** each event type's fresh events with the suites' row checks in one pass, merged
+   with the per-vehicle stage's failures; a ``fail`` rule stops the query here;
+4. **account**: the rows each table is about to receive must add up to what was received
+   (:meth:`BatchStats.check`); a batch that does not commits nothing;
+5. **write** silver (one table per event type), then bronze, quarantine and the dedup state,
+   each once, idempotent by (query id, batch id); then ``dq_results`` and ``ingest_batches``.
+
+A batch re-run after a crash adds nothing twice, and ignores its own ids in the dedup state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import Config
+from jobs.delta import tables
+from jobs.delta.tables import TableWrite
+from jobs.ingest.accounting import BatchStats
+from jobs.ingest.gx import BackgroundValidation
+from jobs.lake import (
+    BATCHES,
+    BATCHES_SCHEMA,
+    BRONZE,
+    DQ,
+    DQ_SCHEMA,
+    QUARANTINE,
+    QuarantineRows,
+    batch_row,
+    bronze_rows,
+    silver_rows,
+    silver_table,
+)
+from jobs.session import hold, release
+from jobs.stages import dedup
+from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, EnvelopeDecoder
+from jobs.stages.quality.checks import EventTypeChecks
+from jobs.stages.quality.validate import BatchChecks, FailureCount
+from jobs.stages.residency import Boundary
+from jobs.stages.residency.expression import RESIDENCY, residency_reason
+from jobs.stages.schemas import SchemaRegistry
+from jobs.stages.vehicle.stage import add_vehicle_checks
+
+logger = logging.getLogger(__name__)
+
+# Batches up to this many events are one partition after the source (each further Spark task
+# costs more than it saves at that size).
+SMALL_BATCH_EVENTS = 5000
+# Batches up to this many events are written from the driver; larger ones by executors, so that
+# no batch has to fit in the driver's memory.
+DRIVER_WRITE_EVENTS = 100_000
+
+
+class Ingest:
+    """Processes the micro-batches of one ingest query; built once per query, with the suites
+    compiled and every expression each batch reuses."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: Config,
+        registry: SchemaRegistry,
+        checks: dict[str, EventTypeChecks],
+        boundary: Boundary,
+        *,
+        gx: bool = True,
+    ) -> None:
+        self.spark, self.cfg, self.registry, self.checks = spark, cfg, registry, checks
+        self.boundary = boundary
+        self.gx_mode = cfg.quality.gx_mode if gx else "off"
+        self.validation = BatchChecks(registry, checks, cfg.vehicle)
+        self.quarantine_rows = QuarantineRows(registry, list(checks))
+        self.background = (
+            BackgroundValidation(spark, cfg, self.validation) if self.gx_mode == "async" else None
+        )
+        self._envelope = EnvelopeDecoder(registry, max_body_bytes=cfg.quality.max_body_bytes)
+        self.running: BatchStats | None = None  # the batch in progress, for the progress line
+
+    def close(self) -> None:
+        """Validate the batches still waiting for background GX, then stop its worker."""
+        if self.background is not None:
+            self.background.close()
+
+    def prepare(self, events: DataFrame) -> DataFrame:
+        """Source rows to decoded envelopes with their residency verdict (a plain transform)."""
+        decoded = self._envelope(events.withColumn(INGEST_TIME, F.col("enqueuedTime")))
+        return decoded.withColumn(RESIDENCY, self._residency)
+
+    @functools.cached_property
+    def _residency(self) -> Column:
+        return residency_reason(self.cfg.residency.blocked_countries, self.boundary)
+
+    def with_vehicle_checks(self, prepared: DataFrame) -> DataFrame:
+        """The per-vehicle stage on prepared events, when ``[vehicle] enabled``."""
+        if not self.cfg.vehicle.enabled:
+            return prepared
+        return add_vehicle_checks(prepared, self.cfg.vehicle, self.checks, RESIDENCY)
+
+    def hold_batch(self, df: DataFrame) -> tuple[DataFrame, pa.Table]:
+        """A batch's first step: its rows through :meth:`prepare` (unless the stream did), held
+        (free it with :func:`jobs.session.release`), and the columns of every event that the
+        counts and the dedup need, on the driver."""
+        prepared = hold(df if RESIDENCY in df.columns else self.prepare(df))
+        columns = (*dedup.BATCH_COLUMNS, "event_type", RESIDENCY, DECODE_ERROR)
+        return prepared, prepared.select(*columns).toArrow()
+
+    def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
+        """One micro-batch, as the streaming query delivers it (source rows, or rows through
+        :meth:`prepare` and the per-vehicle stage)."""
+        stats = self.running = BatchStats(query_id, batch_id)
+        held: list[DataFrame] = []  # this batch's held frames, released when it ends
+        typed: dict[str, DataFrame] = {}
+        try:
+            with stats.step("decode+residency"):
+                prepared, keys = self.hold_batch(df)
+                held.append(prepared)
+            stats.received = keys.num_rows
+            dropped = keys.column(RESIDENCY).drop_null().value_counts()
+            stats.residency_dropped = {d["values"].as_py(): d["counts"].as_py() for d in dropped}
+            stats.max_enqueued = pc.max(keys.column("enqueuedTime")).as_py()
+            if stats.received:
+                typed = self._commit(prepared, keys, stats, held)
+            stats.seconds = time.monotonic() - stats.started
+            with stats.step("write ingest_batches"):
+                tables.append_rows(self.spark, self.cfg, BATCHES, [batch_row(stats)],
+                                   BATCHES_SCHEMA, txn=(query_id, batch_id))  # fmt: skip
+            if self.background is not None and any(stats.silver.values()):
+                self.background.submit((query_id, batch_id), typed)
+                typed = {}  # the background validation releases them
+        finally:
+            release([*held, *typed.values()])
+            self.running = None
+        logger.info("batch %d: %d events in %.1f s (%s)", batch_id, stats.received, stats.seconds,
+                    ", ".join(f"{k} {v:.1f}" for k, v in stats.steps.items()))  # fmt: skip
+        return stats
+
+    def _commit(
+        self, prepared: DataFrame, keys: pa.Table, stats: BatchStats, held: list[DataFrame]
+    ) -> dict[str, DataFrame]:
+        """Dedup, validate, account and write a batch with events; returns the held checked
+        frames of the event types it had."""
+        txn = (stats.query_id, stats.batch_id)
+        small = stats.received <= SMALL_BATCH_EVENTS
+        kept = (
+            prepared.where(F.col(RESIDENCY).isNull())
+            .drop(RESIDENCY)
+            .withColumns(
+                {"batch_id": F.lit(stats.batch_id).cast("long"), "query_id": F.lit(stats.query_id)}
+            )
+        )
+        with stats.step("dedup"):
+            # the events that can be duplicates: decoded, not residency-dropped
+            candidate = pc.and_(
+                pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
+            )
+            duplicate = dedup.find_duplicates(self.spark, self.cfg, keys, candidate,
+                                              batch_id=stats.batch_id)  # fmt: skip
+            stats.duplicates = int(duplicate.sum())
+            kept = self._flag_duplicates(kept, keys, duplicate, held)
+            if small:
+                kept = kept.coalesce(1)
+            fresh_rows = pc.and_(candidate, pa.array(~duplicate))
+            present = set(keys.column("event_type").filter(fresh_rows).unique().to_pylist())
+            undecodable = pc.and_(
+                pc.is_null(keys.column(RESIDENCY)), pc.is_valid(keys.column(DECODE_ERROR))
+            )
+        fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
+        typed: dict[str, DataFrame] = {}
+        try:
+            with stats.step("validate"):
+                for t in self.checks:
+                    if t in present:
+                        typed[t] = hold(self.validation.checked(fresh, t))
+                failures = self.validation.count_failures(typed)
+                self.validation.gate(failures, stats.batch_id)
+                self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
+                verdicts = self._inline_verdicts(typed)
+            stats.validation_seconds = stats.steps["validate"]
+
+            def visible(wave: int) -> None:
+                if wave == 0:
+                    stats.silver_committed_at = datetime.now(timezone.utc)
+
+            silver_of = {silver_table(self.registry.latest(t).table): t for t in self.checks}
+            with stats.step("write"):
+                # each table once, idempotent by txn; silver first, so that it is visible soonest
+                tables.write_tables(self.cfg, [
+                    [TableWrite(silver_rows(checked), silver_table(self.registry.latest(t).table),
+                                ("event_date",)) for t, checked in typed.items()],
+                    [TableWrite(bronze_rows(kept), BRONZE, ("ingest_date",)),
+                     TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",)),
+                     TableWrite(dedup.state_rows(fresh), dedup.STATE, ("event_date",))],
+                ], txn=txn, merge_schema=True, on_wave=visible,
+                   before_commit=lambda rows: stats.check(
+                       bronze=rows[BRONZE], quarantine=rows[QUARANTINE],
+                       silver={t: rows.get(name, 0) for name, t in silver_of.items()}),
+                   on_driver=stats.received <= DRIVER_WRITE_EVENTS)  # fmt: skip
+            with stats.step("write dq_results"):
+                tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(failures, verdicts, stats),
+                                   DQ_SCHEMA, txn=txn)  # fmt: skip
+        except BaseException:
+            release(typed.values())
+            raise
+        return typed
+
+    def _flag_duplicates(
+        self, kept: DataFrame, keys: pa.Table, duplicate: np.ndarray, held: list[DataFrame]
+    ) -> DataFrame:
+        """``kept`` with ``_duplicate``; Spark joins the flags back only when there are any."""
+        if not duplicate.any():
+            return kept.withColumn("_duplicate", F.lit(False))
+        flags = self.spark.createDataFrame(
+            keys.select(["partition", "sequenceNumber"]).filter(pa.array(duplicate))
+        ).withColumn("_duplicate", F.lit(True))
+        joined = kept.join(F.broadcast(flags), on=["partition", "sequenceNumber"], how="left")
+        held.append(hold(joined.select(
+            *kept.columns, F.coalesce("_duplicate", F.lit(False)).alias("_duplicate")
+        )))  # fmt: skip
+        return held[-1]
+
+    def _predict(self, stats: BatchStats, failures: list[FailureCount], undecodable: int) -> None:
+        """What validation says each table gets: silver and quarantined rows per event type."""
+        per_type = self.validation.per_type(failures)
+        stats.silver = {t: c.rows - c.quarantined for t, c in per_type.items()}
+        stats.warned = sum(c.warned for c in per_type.values())
+        stats.quarantined = {"decode": undecodable} if undecodable else {}
+        stats.quarantined |= {t: c.quarantined for t, c in per_type.items() if c.quarantined}
+
+    def _inline_verdicts(self, typed: dict[str, DataFrame]) -> dict[str, dict[str, bool]]:
+        """GX's verdicts per event type and rule, before the batch commits (``gx_mode =
+        "inline"``); none otherwise."""
+        if self.gx_mode != "inline":
+            return {}
+        return {
+            t: {rule: ok for _, rule, ok in self.validation.gx_verdicts(t, checked)}
+            for t, checked in typed.items()
+        }
+
+    def _dq_rows(
+        self, failures: list[FailureCount], verdicts: dict[str, dict[str, bool]], stats: BatchStats
+    ) -> list[dict[str, Any]]:
+        """One row per event type and rule (also the types this batch has none of): evaluated,
+        failed (one pass), GX's verdict when it ran inline."""
+        counts = {(r.event_type, r.rule): r.failed for r in failures if r.rule is not None}
+        per_type = self.validation.per_type(failures)
+        finished = {"batch_seconds": round(time.monotonic() - stats.started, 3),
+                    "validated_at": datetime.now(timezone.utc)}  # fmt: skip
+        return [
+            {"query_id": stats.query_id, "batch_id": stats.batch_id, "event_type": t,
+             "suite": suite, "rule": rule, "on_failure": on_failure,
+             "evaluated": per_type[t].rows, "failed": counts.get((t, rule), 0),
+             "gx_success": verdicts.get(t, {}).get(rule)} | finished
+            for t in self.checks
+            for suite, rule, on_failure in self.validation.rules(t)
+        ]  # fmt: skip

@@ -1,0 +1,410 @@
+"""The per-vehicle rules, in plain Python: what one vehicle's events in a micro-batch break,
+given what the vehicle's state remembers, and what the state learns from them.
+
+Some bad input only shows against the same vehicle's earlier events (``docs/data-contract.md``):
+an odometer going backwards, a position jump no car can drive, a speed that disagrees with the
+distance between fixes (km/h or mph in an m/s field), a replayed ``(boot_id, seq_num)``, a clock
+running a constant 18 s ahead (GPS time), a sensor stuck while the car moves.
+
+What the state keeps, per VIN (a small JSON document):
+
+* the last few boots with their highest ``seq_num`` and a 512-bit window of the ``seq_num``
+  values seen (a late event is accepted once; the same one again is a replay);
+* the last 8 trusted fixes (time, position, speed, odometer), so an event that arrives out of
+  order is compared with its neighbours in event time, not with whatever came last;
+* the recent time steps of the current boot (the vehicle's own cadence) and stuck-sensor timers.
+
+A vehicle's events in a micro-batch are put in order first: boots by time, then ``seq_num``
+within a boot (the vehicle's own counter, which a wrong clock cannot reorder). Only trusted
+events are checked; an event that fails a rule (a stuck-sensor warning excepted) teaches nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from jobs.config import VehicleConfig
+from jobs.contract import (
+    CLOCK_OFFSET,
+    ODOMETER_MONOTONIC,
+    POSITION_JUMP,
+    SENSOR_STUCK,
+    SEQ_REPLAY,
+    SPEED_DISTANCE,
+)
+
+RULES = (SEQ_REPLAY, CLOCK_OFFSET, ODOMETER_MONOTONIC, POSITION_JUMP, SPEED_DISTANCE, SENSOR_STUCK)
+RULE_COLUMNS = {
+    SEQ_REPLAY: "boot_id,seq_num", CLOCK_OFFSET: "event_time", ODOMETER_MONOTONIC: "odometer_m",
+    POSITION_JUMP: "lat,lon", SPEED_DISTANCE: "speed_mps", SENSOR_STUCK: "",
+}  # fmt: skip
+CHASSIS = "vehicle.chassis_snapshot"
+# the columns of a vehicle's batch that the rules read, besides the envelope's
+TRUSTED = "vehicle_trusted"  # true for the events the state may learn from
+FIELDS = "vehicle_fields"  # the payload fields the rules read, as a struct of doubles
+_SEQ_WINDOW = 512
+_KEEP_FIXES, _KEEP_STEPS, _KEEP_BOOTS = 8, 6, 4
+
+
+def fields_read(cfg: VehicleConfig) -> list[str]:
+    """The payload fields the rules read (as doubles)."""
+    return list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
+
+
+def _seconds(series: pd.Series) -> list[float]:
+    """Timestamps as epoch seconds (NaN for null), as a plain list for the per-event loop.
+
+    Read from the column's integer ticks when it is already a datetime column (as Spark hands
+    it over): ``pd.to_datetime`` and the ``.dt`` accessors cost about 1 ms per call, which was
+    most of the time spent on a vehicle with a few events in a micro-batch."""
+    if series.dtype.kind != "M":  # "M": datetime64, with or without a time zone
+        series = pd.to_datetime(series, utc=True)
+    times: Any = series.array
+    per_second, missing = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[times.unit], pd.NaT.value
+    return [math.nan if t == missing else t / per_second for t in times.asi8.tolist()]
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine), metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+@dataclass
+class Fix:
+    t: float
+    lat: float | None
+    lon: float | None
+    speed: float | None
+    odometer: float | None
+    boot: str | None = None
+    seq: int | None = None
+
+
+class VehicleState:
+    """One vehicle's memory, as kept in the state store (JSON)."""
+
+    def __init__(self, doc: dict[str, Any] | None = None) -> None:
+        doc = doc or {}
+        # boot_id -> [highest seq_num, seen-window bits (hex in the document), last event time]
+        self.boots: dict[str, list[Any]] = {
+            b: [int(v[0]), int(v[1], 16), float(v[2])] for b, v in doc.get("boots", {}).items()
+        }
+        self.fixes = [Fix(*f) for f in doc.get("fixes", [])]
+        self.steps: list[float] = doc.get("steps", [])
+        self.last: list[Any] | None = doc.get("last")  # [boot_id, event time, seq_num]
+        self.stuck: dict[str, list[float]] = doc.get("stuck", {})  # field -> [value, since]
+
+    def dump(self) -> str:
+        return json.dumps({
+            "boots": {b: [v[0], format(v[1], "x"), v[2]] for b, v in self.boots.items()},
+            "fixes": [[f.t, f.lat, f.lon, f.speed, f.odometer, f.boot, f.seq] for f in self.fixes],
+            "steps": self.steps, "last": self.last, "stuck": self.stuck,
+        }, separators=(",", ":"))  # fmt: skip
+
+    # -- what the rules read
+
+    def seen(self, boot: str, seq: int) -> str | None:
+        """Why (boot, seq) is a replay, or None."""
+        known = self.boots.get(boot)
+        if known is None:
+            return None
+        top, bits = known[0], known[1]
+        if seq <= top - _SEQ_WINDOW:
+            return f"seq_num {seq} is {top - seq} behind {top} in boot {boot}"
+        if seq <= top and (bits >> (top - seq)) & 1:
+            return f"seq_num {seq} of boot {boot} was seen before"
+        return None
+
+    def neighbours(
+        self, t: float, boot: str | None, seq: int | None
+    ) -> tuple[Fix | None, Fix | None]:
+        """The trusted fixes just before and after an event. Within its boot the order is the
+        vehicle's own seq_num (a wrong clock cannot reorder it); across boots, event time."""
+        same = [
+            (f.seq, f)
+            for f in self.fixes
+            if boot is not None and f.boot == boot and f.seq is not None
+        ]
+        if seq is not None and same:
+            earlier = [(s, f) for s, f in same if s < seq]
+            later = [(s, f) for s, f in same if s > seq]
+            after = min(later, key=lambda p: p[0])[1] if later else None
+            if earlier:
+                return max(earlier, key=lambda p: p[0])[1], after
+            others = [f for f in self.fixes if f.boot != boot and f.t <= t]
+            return (others[-1] if others else None), after
+        before = [f for f in self.fixes if f.t <= t]
+        return (before[-1] if before else None), None
+
+    def before(self, fix: Fix) -> Fix | None:
+        """The positioned fix learned just before ``fix``."""
+        earlier = [f for f in self.fixes if f is not fix and f.t <= fix.t and f.lat is not None]
+        return earlier[-1] if earlier else None
+
+    def forget(self, fix: Fix) -> None:
+        self.fixes = [f for f in self.fixes if f is not fix]
+
+    # -- learning from a trusted event
+
+    def learn(self, boot: str | None, seq: int | None, t: float, fix: Fix | None) -> None:
+        if boot is not None and seq is not None:
+            top, bits, last_t = self.boots.get(boot, [seq, 0, t])
+            if seq > top:
+                bits, top = (bits << (seq - top)) & ((1 << _SEQ_WINDOW) - 1), seq
+            bits |= 1 << (top - seq)
+            self.boots[boot] = [top, bits, max(last_t, t)]
+            if len(self.boots) > _KEEP_BOOTS:
+                oldest = min(self.boots, key=lambda b: self.boots[b][2])
+                del self.boots[oldest]
+        if self.last is not None and self.last[0] == boot:
+            if t >= self.last[1]:
+                if seq is not None and seq == (self.last[2] or 0) + 1:
+                    self.steps = [*self.steps, t - self.last[1]][-_KEEP_STEPS:]
+                self.last = [boot, t, seq]
+        else:  # a new boot: the vehicle's cadence (steps) carries over
+            self.last = [boot, t, seq]
+        if fix is not None:
+            self.fixes = sorted([*self.fixes, fix], key=lambda f: f.t)[-_KEEP_FIXES:]
+
+
+def _order(
+    boots: list[Any], seqs: list[Any], times: list[float], trusted: list[Any],
+    enqueued: list[float], partitions: list[Any], positions: list[Any],
+) -> list[int]:  # fmt: skip
+    # A boot's place in time: the median of its trusted events, so one event with its clock
+    # reset to 1970 cannot move the whole boot.
+    trusted_times: dict[str, list[float]] = {}
+    all_times: dict[str, list[float]] = {}
+    for boot, t, ok in zip(boots, times, trusted, strict=True):
+        if not math.isnan(t):
+            all_times.setdefault(boot or "", []).append(t)
+            if ok:
+                trusted_times.setdefault(boot or "", []).append(t)
+    place = {b: statistics.median(trusted_times.get(b) or ts) for b, ts in all_times.items()}
+
+    def key(i: int) -> tuple[Any, ...]:
+        boot = boots[i] or ""
+        seq = _int(seqs[i])
+        return (place.get(boot, math.inf), boot, -1 if seq is None else seq,
+                enqueued[i], str(partitions[i]), positions[i])  # fmt: skip
+
+    return sorted(range(len(boots)), key=key)
+
+
+def check_vehicle(
+    batch: pd.DataFrame, state: VehicleState, cfg: VehicleConfig, fields: list[str]
+) -> list[list[dict[str, str]]]:
+    """Failures per row of one vehicle's events (in input order); updates ``state``."""
+    out: list[list[dict[str, str]]] = [[] for _ in range(len(batch))]
+    times, enqueued = _seconds(batch["event_time"]), _seconds(batch["enqueuedTime"])
+    boots, seqs, trusted = (
+        batch["boot_id"].tolist(),
+        batch["seq_num"].tolist(),
+        batch[TRUSTED].tolist(),
+    )
+    types, payloads = batch["event_type"].tolist(), batch[FIELDS].tolist()
+    ordered = _order(boots, seqs, times, trusted, enqueued, batch["partition"].tolist(),
+                     batch["sequenceNumber"].tolist())  # fmt: skip
+    for i in ordered:
+        if not trusted[i] or math.isnan(times[i]):
+            continue
+        values = payloads[i] or {}
+        row = _Row(types[i], boots[i], _int(seqs[i]), times[i], enqueued[i],
+                   {f: _num(values.get(f)) for f in fields})  # fmt: skip
+        found = _rules(row, state, cfg)
+        out[i] = [
+            {"rule": rule, "column": RULE_COLUMNS[rule], "observed": observed,
+             "on_failure": cfg.action(rule)}
+            for rule, observed in found if cfg.action(rule) != "off"
+        ]  # fmt: skip
+        rules = {rule for rule, _ in found}
+        if rules & {SEQ_REPLAY, CLOCK_OFFSET}:
+            continue  # a replayed event, or one whose time is wrong, teaches nothing
+        _stuck_learn(row, state, cfg)
+        moved_wrong = rules & {ODOMETER_MONOTONIC, POSITION_JUMP, SPEED_DISTANCE}
+        state.learn(row.boot, row.seq, row.t, None if moved_wrong else row.fix())
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+@dataclass
+class _Row:
+    event_type: str
+    boot: str | None
+    seq: int | None
+    t: float
+    enqueued: float
+    values: dict[str, float | None]
+
+    def fix(self) -> Fix | None:
+        lat, lon = self.values.get("lat"), self.values.get("lon")
+        has_position = lat is not None and lon is not None and not (lat == 0 and lon == 0)
+        chassis = self.event_type == CHASSIS
+        speed = self.values.get("speed_mps") if chassis else None
+        odometer = self.values.get("odometer_m") if chassis else None
+        if not has_position and odometer is None:
+            return None
+        return Fix(
+            self.t, lat if has_position else None, lon if has_position else None, speed,
+            odometer, self.boot, self.seq,
+        )  # fmt: skip
+
+
+def _rules(row: _Row, state: VehicleState, cfg: VehicleConfig) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if row.boot is not None and row.seq is not None:
+        replay = state.seen(row.boot, row.seq)
+        if replay:
+            found.append((SEQ_REPLAY, replay))
+    clock = _clock(row, state, cfg)
+    if clock:
+        found.append((CLOCK_OFFSET, clock))
+    fix = row.fix()
+    if fix is not None:
+        # with its clock off, the event's time says nothing about speeds: only the odometer
+        found += _motion(fix, state, cfg, timed=not clock)
+    stuck = _stuck(row, state, cfg)
+    if stuck:
+        found.append((SENSOR_STUCK, stuck))
+    return found
+
+
+def _clock(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
+    ahead = row.t - row.enqueued
+    if not math.isnan(ahead) and ahead > cfg.max_clock_ahead_s:
+        return f"event_time {ahead:.1f} s ahead of the enqueued time"
+    if state.last is None or state.last[0] != row.boot or not state.steps:
+        return None
+    gap = row.seq - (state.last[2] or 0) if row.seq is not None else 0
+    if gap < 1:
+        return None
+    step = row.t - state.last[1]
+    # Events of different types interleave, so any step from 0 to the longest recent one is
+    # usual, times the events in between that were not learned (quarantined, say).
+    low, high = -cfg.clock_tolerance_s, gap * max(state.steps) + cfg.clock_tolerance_s
+    for offset in cfg.clock_offsets_s:
+        if high - low >= offset:
+            continue  # the vehicle's recent steps vary too much to tell this offset apart
+        for sign in (1, -1):
+            if low <= step - sign * offset <= high:
+                return (
+                    f"event_time steps {step:.1f} s after the last event: a usual step "
+                    f"(up to {max(state.steps):.1f} s) {'+' if sign > 0 else '-'} "
+                    f"a {offset:g} s clock offset"
+                )
+    return None
+
+
+def _motion(
+    fix: Fix, state: VehicleState, cfg: VehicleConfig, *, timed: bool
+) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    before, after = state.neighbours(fix.t, fix.boot, fix.seq)
+    tol = cfg.odometer_tolerance_m
+    if fix.odometer is not None:
+        if (
+            before is not None
+            and before.odometer is not None
+            and fix.odometer < before.odometer - tol
+        ):
+            found.append(
+                (ODOMETER_MONOTONIC, f"{fix.odometer:.1f} m after {before.odometer:.1f} m")
+            )
+        elif (
+            after is not None and after.odometer is not None and fix.odometer > after.odometer + tol
+        ):
+            found.append(
+                (ODOMETER_MONOTONIC, f"{fix.odometer:.1f} m before {after.odometer:.1f} m")
+            )
+    if fix.lat is None or fix.lon is None or not timed:
+        return found
+    if before is not None and _jump(before, fix, cfg):
+        earlier = state.before(before)
+        if earlier is not None and not _jump(earlier, fix, cfg):
+            # this event agrees with the fix before that one: the one in between was the jump
+            # (learned before anything could contradict it), so it is forgotten, not this one
+            state.forget(before)
+            before = earlier
+        else:
+            found.append((POSITION_JUMP, _jump(before, fix, cfg) or ""))
+            return found
+    if after is not None and _jump(fix, after, cfg):
+        found.append((POSITION_JUMP, _jump(fix, after, cfg) or ""))
+        return found
+    if (
+        fix.speed is not None and before is not None and before.speed is not None
+        and before.lat is not None and before.lon is not None
+        and 0 < fix.t - before.t <= cfg.max_fix_gap_s
+    ):  # fmt: skip
+        dt = fix.t - before.t
+        implied = _distance_m(before.lat, before.lon, fix.lat, fix.lon) / dt
+        reported = (fix.speed + before.speed) / 2
+        base = max(cfg.speed_tolerance_mps, cfg.speed_tolerance_ratio * implied)
+        # Both the mean of the two readings and this reading alone must disagree, each beyond
+        # what braking or accelerating between the fixes can explain (a*dt/4 for the mean of
+        # the ends, a*dt/2 for one end), so a hard stop is not mistaken for a unit error.
+        swing = cfg.speed_change_mps2 * dt
+        if (
+            abs(reported - implied) > base + swing / 4
+            and abs(fix.speed - implied) > base + swing / 2
+        ):
+            found.append(
+                (
+                    SPEED_DISTANCE,
+                    f"reported {reported:.1f} m/s, {implied:.1f} m/s from the fixes over {dt:.1f} s",
+                )
+            )
+    return found
+
+
+def _jump(a: Fix, b: Fix, cfg: VehicleConfig) -> str | None:
+    """Why going from fix ``a`` to fix ``b`` is faster than any car, or None."""
+    if a.lat is None or a.lon is None or b.lat is None or b.lon is None:
+        return None
+    dt = abs(b.t - a.t)
+    implied = _distance_m(a.lat, a.lon, b.lat, b.lon) / max(dt, 1.0)
+    return f"{implied:.0f} m/s over {dt:.1f} s" if implied > cfg.max_speed_mps else None
+
+
+def _stuck(row: _Row, state: VehicleState, cfg: VehicleConfig) -> str | None:
+    speed = row.values.get("speed_mps")
+    if row.event_type != CHASSIS or speed is None or speed < cfg.stuck_min_speed_mps:
+        return None
+    for name in cfg.stuck_fields:
+        value, held = row.values.get(name), state.stuck.get(name)
+        if (
+            value is not None
+            and held is not None
+            and held[0] == value
+            and row.t - held[1] > cfg.stuck_after_s
+        ):
+            return f"{name} unchanged at {value:g} for {row.t - held[1]:.0f} s while moving"
+    return None
+
+
+def _stuck_learn(row: _Row, state: VehicleState, cfg: VehicleConfig) -> None:
+    if row.event_type != CHASSIS:
+        return
+    for name in cfg.stuck_fields:
+        value, held = row.values.get(name), state.stuck.get(name)
+        if value is not None and (held is None or held[0] != value):
+            state.stuck[name] = [value, row.t]
