@@ -19,7 +19,8 @@ import pandas as pd
 
 from jobs.config import Config
 from jobs.devkit.simulator import SimulationParams, simulate
-from jobs.stages.vehicle.rules import FIELDS, TRUSTED, VehicleState, check_vehicle, fields_read
+from jobs.stages.vehicle.rules import FIELDS, TRUSTED, check_vehicle, fields_read
+from jobs.stages.vehicle.state import VehicleState
 
 
 def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -174,7 +173,10 @@ class Ingest:
             duplicate = dedup.find_duplicates(self.spark, self.cfg, keys, candidate,
                                               batch_id=stats.batch_id)  # fmt: skip
             stats.duplicates = int(duplicate.sum())
-            kept = self._flag_duplicates(kept, keys, duplicate, held)
+            kept = dedup.with_flags(self.spark, kept, keys, duplicate)
+            if stats.duplicates:
+                held.append(hold(kept))  # the join of the flags, computed once
+                kept = held[-1]
             if small:
                 kept = kept.coalesce(1)
             fresh_rows = pc.and_(candidate, pa.array(~duplicate))
@@ -220,21 +222,6 @@ class Ingest:
             release(typed.values())
             raise
         return typed
-
-    def _flag_duplicates(
-        self, kept: DataFrame, keys: pa.Table, duplicate: np.ndarray, held: list[DataFrame]
-    ) -> DataFrame:
-        """``kept`` with ``_duplicate``; Spark joins the flags back only when there are any."""
-        if not duplicate.any():
-            return kept.withColumn("_duplicate", F.lit(False))
-        flags = self.spark.createDataFrame(
-            keys.select(["partition", "sequenceNumber"]).filter(pa.array(duplicate))
-        ).withColumn("_duplicate", F.lit(True))
-        joined = kept.join(F.broadcast(flags), on=["partition", "sequenceNumber"], how="left")
-        held.append(hold(joined.select(
-            *kept.columns, F.coalesce("_duplicate", F.lit(False)).alias("_duplicate")
-        )))  # fmt: skip
-        return held[-1]
 
     def _predict(self, stats: BatchStats, failures: list[FailureCount], undecodable: int) -> None:
         """What validation says each table gets: silver and quarantined rows per event type."""

@@ -105,3 +105,17 @@ def state_rows(fresh: DataFrame) -> DataFrame:
     return fresh.where(F.col("event_id").isNotNull() & F.col(DECODE_ERROR).isNull()).select(
         "event_id", "event_time", event_date.alias("event_date"), "batch_id", "query_id"
     )
+
+
+def with_flags(
+    spark: SparkSession, kept: DataFrame, keys: pa.Table, duplicate: np.ndarray
+) -> DataFrame:
+    """``kept`` with ``_duplicate`` from :func:`find_duplicates`'s verdicts (``keys`` and
+    ``duplicate`` row by row); Spark joins the flags back only when there are any."""
+    if not duplicate.any():
+        return kept.withColumn("_duplicate", F.lit(False))
+    flags = spark.createDataFrame(
+        keys.select(["partition", "sequenceNumber"]).filter(pa.array(duplicate))
+    ).withColumn("_duplicate", F.lit(True))
+    joined = kept.join(F.broadcast(flags), on=["partition", "sequenceNumber"], how="left")
+    return joined.select(*kept.columns, F.coalesce("_duplicate", F.lit(False)).alias("_duplicate"))

@@ -19,7 +19,8 @@ from jobs.contract import (
     SPEED_DISTANCE,
 )
 from jobs.stages.vehicle import rules
-from jobs.stages.vehicle.rules import CHASSIS, TRUSTED, VehicleState, check_vehicle
+from jobs.stages.vehicle.rules import CHASSIS, TRUSTED, check_vehicle
+from jobs.stages.vehicle.state import VehicleState
 
 CFG = VehicleConfig()
 FIELDS = ["lat", "lon", "speed_mps", "odometer_m", *CFG.stuck_fields]

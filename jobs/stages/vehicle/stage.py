@@ -30,10 +30,10 @@ from jobs.stages.vehicle.rules import (
     FIELDS,
     RULES,
     TRUSTED,
-    VehicleState,
     check_vehicle,
     fields_read,
 )
+from jobs.stages.vehicle.state import VehicleState
 
 FAILURES = "_vehicle_failures"  # the stage's output column
 # Spark hands a pandas processor positional names (``_24``) for columns whose names start with
