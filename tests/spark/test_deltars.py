@@ -275,7 +275,10 @@ def test_streaming_write_commits_one_version_per_batch_idempotently(spark, tmp_p
             {"path": "/x", "txnAppId": "a", "txnVersion": "one"},
             r"option txnVersion: expected an integer of 0 or more; got 'one'",
         ),
-        ({"path": "/x", "mergeSchema": "yes"}, r"option mergeSchema: expected true or false; got 'yes'"),
+        (
+            {"path": "/x", "mergeSchema": "yes"},
+            r"option mergeSchema: expected true or false; got 'yes'",
+        ),
         ({}, r"a table path is required"),
     ],
 )

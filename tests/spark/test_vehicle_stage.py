@@ -2,45 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pytest
-
 from jobs.contract import SEQ_REPLAY
-from jobs.ingest.batch import Ingest
-from jobs.sources.eventhubs import SCHEMA
-from jobs.stages.residency import load_boundary
 from jobs.stages.residency.expression import RESIDENCY
 from jobs.stages.vehicle.stage import FAILURES
-from tests.conftest import SIM_END
-
-# a body that is not UTF-8 and one with every byte value: the stage carries bodies as they are
-ODD_BODIES = [b"\xff\xfe not utf-8 \x00", bytes(range(256))]
-
-
-@pytest.fixture(scope="module")
-def source_rows(spark, messages):
-    """The simulated fleet as the Event Hubs source delivers it (four partitions), with
-    properties on some events, microsecond enqueue times, and two undecodable bodies."""
-    # The stage's state store asks the driver's coordinator, which Spark starts with its
-    # streaming query manager: a static frame through the stage needs it started.
-    assert spark.streams.active is not None
-    enqueued = SIM_END + timedelta(seconds=30, microseconds=123_457)
-    rows = []
-    bodies = [m.body for m in messages[:600]] + ODD_BODIES
-    keys = [m.partition_key for m in messages[:600]] + [None, None]
-    for i, (body, key) in enumerate(zip(bodies, keys, strict=True)):
-        rows.append((
-            body, str(i % 4), str(i * 100), i // 4, enqueued + timedelta(microseconds=i),
-            None, key, {"trace": f"t-{i}", "é": "ü"} if i % 3 == 0 else None,
-            {"x-opt-enqueued-time": str(i)},
-        ))  # fmt: skip
-    return spark.createDataFrame(rows, SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def ingest(spark, cfg, registry, checks):
-    return Ingest(spark, cfg, registry, checks, load_boundary(cfg.residency.boundary_file))
+from tests.spark.conftest import ODD_BODIES
 
 
 def test_the_stage_passes_every_row_through_unchanged(ingest, source_rows):
