@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,11 +22,13 @@ import os, sys, time
 os.environ["PYSPARK_PYTHON"] = sys.executable
 from pyspark.sql import SparkSession
 from jobs import register_data_sources
-src, dst, cp = sys.argv[1:4]
+src, dst, cp, marks = sys.argv[1:5]
 spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
          .config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "2").getOrCreate())
 register_data_sources(spark)
 def slow(batches):
+    # a task of a batch has started: the test kills the job once it sees this
+    open(os.path.join(marks, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
     for b in batches:
         time.sleep(0.25)
         yield b
@@ -38,9 +39,9 @@ q.awaitTermination()
 """
 
 
-def _start(src: Path, dst: Path, cp: Path) -> subprocess.Popen:
+def _start(src: Path, dst: Path, cp: Path, marks: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", JOB, str(src), str(dst), str(cp)],
+        [sys.executable, "-c", JOB, str(src), str(dst), str(cp), str(marks)],
         cwd=PROJECT_ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -52,24 +53,32 @@ def _versions(dst: Path) -> int:
 
 def test_sigkill_mid_batch_then_restart_leaves_one_copy_of_each_row(tmp_path) -> None:
     src, dst, cp = tmp_path / "in", tmp_path / "table", tmp_path / "checkpoint"
+    marks = tmp_path / "marks"
     src.mkdir()
+    marks.mkdir()
     for f in range(FILES):
         lines = [json.dumps({"id": f * ROWS + i, "k": f"k{i % 2}"}) for i in range(ROWS)]
         (src / f"part-{f:03d}.json").write_text("\n".join(lines) + "\n")
-    rng = random.Random(11)
     kills = 0
     for target in (2, 4, 7):
-        child = _start(src, dst, cp)
+        child = _start(src, dst, cp, marks)
         deadline = time.monotonic() + 120
         while _versions(dst) < target and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.6))  # land somewhere inside the next batch
+            time.sleep(0.02)
+        # then kill inside the next batch: once one of its tasks has started
+        started = len(list(marks.iterdir()))
+        while (
+            len(list(marks.iterdir())) == started
+            and child.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             kills += 1
         child.wait(30)
     assert kills == 3
-    final = _start(src, dst, cp)
+    final = _start(src, dst, cp, marks)
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()[-3000:]
     ids = Counter(row["id"] for row in read_with("polars", str(dst), ["id"]))

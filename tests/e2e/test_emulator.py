@@ -124,21 +124,40 @@ def test_partition_keys_route_like_the_sdk_and_round_robin_spreads(endpoint) -> 
     assert {p: after[p] - before[p] for p in "0123"} == expected
 
 
-def test_live_tail_from_latest(endpoint) -> None:
-    got: list = []
+def _listen(endpoint, partition: str, **kwargs):
+    """A receiving consumer in a thread: (consumer, events got, ready). ``ready`` is set once
+    its link is attached: the SDK calls ``on_event`` with None after ``max_wait_time`` with
+    nothing to deliver, which it does only once it receives."""
     consumer = EventHubConsumerClient.from_connection_string(
         endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
     )
+    got: list = []
+    ready = threading.Event()
+
+    def on_event(ctx, event):
+        ready.set()
+        if event is not None:
+            got.append(event)
+
     worker = threading.Thread(target=consumer.receive, daemon=True, kwargs={
-        "on_event": lambda ctx, e: got.append(e), "partition_id": "2", "starting_position": "@latest",
+        "on_event": on_event, "partition_id": partition, "max_wait_time": 0.2, **kwargs,
     })  # fmt: skip
     worker.start()
-    time.sleep(2)
+    return consumer, got, ready
+
+
+def _until(condition, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_live_tail_from_latest(endpoint) -> None:
+    consumer, got, ready = _listen(endpoint, "2", starting_position="@latest")
+    assert ready.wait(20), "the receiver never attached"
     with _producer(endpoint) as producer:
         producer.send_event(EventData("live"), partition_id="2")
-    deadline = time.monotonic() + 20
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _until(lambda: got)
     consumer.close()
     assert [e.body_as_str() for e in got] == ["live"]
 
@@ -249,7 +268,8 @@ def test_retention_removes_old_events_and_expired_positions_start_at_the_earlies
 ) -> None:
     private_endpoint["start"](partitions=1, RetentionTimeInHours=2 / 3600)  # two seconds
     _send(private_endpoint, "0", ["old-1", "old-2"])
-    time.sleep(3.5)
+    with _producer(private_endpoint) as producer:
+        _until(lambda: producer.get_partition_properties("0")["is_empty"], 30)  # both expired
     _send(private_endpoint, "0", ["new"])
     with _producer(private_endpoint) as producer:
         props = producer.get_partition_properties("0")
@@ -262,19 +282,11 @@ def test_a_higher_epoch_steals_the_partition(private_endpoint) -> None:
     private_endpoint["start"](partitions=1)
     _send(private_endpoint, "0", ["x"])
     errors: list = []
-    first = EventHubConsumerClient.from_connection_string(
-        private_endpoint["conn"], consumer_group="$Default", eventhub_name=HUB
-    )
-    worker = threading.Thread(target=first.receive, daemon=True, kwargs={
-        "on_event": lambda ctx, e: None, "partition_id": "0", "owner_level": 1,
-        "on_error": lambda ctx, err: errors.append(err),
-    })  # fmt: skip
-    worker.start()
-    time.sleep(2)
+    first, _, ready = _listen(private_endpoint, "0", owner_level=1,
+                              on_error=lambda ctx, err: errors.append(err))  # fmt: skip
+    assert ready.wait(20), "the first receiver never attached"
     got = _receive_with_owner(private_endpoint, owner_level=2)
-    deadline = time.monotonic() + 15
-    while not errors and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _until(lambda: errors, 15)
     first.close()
     assert [e.body_as_str() for e in got] == ["x"]
     assert errors and "epoch" in str(errors[0]).lower(), errors
@@ -290,9 +302,7 @@ def _receive_with_owner(endpoint, owner_level: int) -> list:
         "starting_position": "-1",
     })  # fmt: skip
     worker.start()
-    deadline = time.monotonic() + 15
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _until(lambda: got, 15)
     consumer.close()
     return got
 
@@ -370,10 +380,10 @@ def test_second_consumer_group_offset_and_enqueued_time_starts(endpoint) -> None
     last = got[-1]
     by_offset = _receive(endpoint, "2", 1, starting_position=str(last.offset), inclusive=True)
     assert by_offset[0].sequence_number == last.sequence_number
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
-    time.sleep(1.2)
+    cut = last.enqueued_time + timedelta(milliseconds=1)  # after t2, before what comes next
+    _until(lambda: datetime.now(timezone.utc) > cut + timedelta(milliseconds=5))
     _send(endpoint, "2", ["after"])
-    by_time = _receive(endpoint, "2", 1, starting_position=since + timedelta(seconds=1.1))
+    by_time = _receive(endpoint, "2", 1, starting_position=cut)
     assert [e.body_as_str() for e in by_time] == ["after"]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -217,51 +216,76 @@ def test_expired_positions_fail_by_default_and_are_counted_without_failOnDataLos
 
 
 KILL_SCRIPT = """
-import sys
+import ast, os, sys, time
 from pyspark.sql import SparkSession
 from jobs import register_data_sources
-conn, out, ckpt = sys.argv[1:4]
+conn, out, ckpt, marks, total = sys.argv[1:6]
 spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
 register_data_sources(spark)
-(spark.readStream.format("eventhubs").option("connectionString", conn).option("eventHubName", "vehicle-events")
-    .option("maxEventsPerTrigger", "150").load().select("partition", "sequenceNumber")
+
+def mark(batches):
+    # a task of a batch is running: the test may kill the job from now on
+    open(os.path.join(marks, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+    time.sleep(0.5)
+    yield from batches
+
+query = (spark.readStream.format("eventhubs").option("connectionString", conn)
+    .option("eventHubName", "vehicle-events").option("maxEventsPerTrigger", "150").load()
+    .select("partition", "sequenceNumber").mapInArrow(mark, "partition string, sequenceNumber long")
     .writeStream.format("parquet").option("path", out).option("checkpointLocation", ckpt)
-    .trigger(processingTime="200 milliseconds").start().awaitTermination())
+    .trigger(processingTime="200 milliseconds").start())
+while query.isActive:  # until every event sent is committed, then a clean stop
+    end = (query.lastProgress or {}).get("sources", [{}])[0].get("endOffset")
+    end = ast.literal_eval(end) if isinstance(end, str) else end
+    if end and sum(end["partitions"].values()) >= int(total):
+        query.stop()
+    time.sleep(0.2)
 """
 
 
 def test_killed_between_and_during_batches_nothing_is_lost_or_read_twice(
     spark, hub, tmp_path
 ) -> None:
-    send(hub.conn, {"0": 500, "1": 300, "2": 200, "3": 100})
+    sent = {"0": 500, "1": 300, "2": 200, "3": 100}
+    send(hub.conn, sent)
     script = tmp_path / "stream.py"
     script.write_text(KILL_SCRIPT)
-    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    out, ckpt, marks = tmp_path / "out", tmp_path / "ckpt", tmp_path / "marks"
+    marks.mkdir()
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    rng = random.Random(11)
-    for attempt in range(3):
-        proc = subprocess.Popen([sys.executable, str(script), hub.conn, str(out), str(ckpt)],
-                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        if attempt < 2:
-            time.sleep(rng.uniform(8, 12))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            continue
+
+    log = tmp_path / "job.log"
+
+    def start() -> subprocess.Popen:
+        with log.open("ab") as err:
+            return subprocess.Popen(
+                [sys.executable, str(script), hub.conn, str(out), str(ckpt), str(marks),
+                 str(sum(sent.values()))],
+                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+
+    def wait_for(condition, proc) -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            if (ckpt / "commits").exists() and out.exists():
-                try:
-                    if spark.read.parquet(str(out)).count() >= 1100:
-                        break
-                except Exception:
-                    pass
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        while not condition() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the job ended before the point it was to be killed at"
+
+    commits = lambda: len(list((ckpt / "commits").glob("[0-9]*")))  # noqa: E731
+    # during a batch: one of its tasks is running
+    proc = start()
+    wait_for(lambda: any(marks.iterdir()), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # between batches: right after the restarted query committed one
+    proc, before = start(), commits()
+    wait_for(lambda: commits() > before, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # then to the end
+    proc = start()
+    assert proc.wait(300) == 0, log.read_text(errors="replace")[-3000:]
     rows = spark.read.parquet(str(out)).collect()
-    expected = [
-        (p, s) for p, n in {"0": 500, "1": 300, "2": 200, "3": 100}.items() for s in range(n)
-    ]
+    expected = [(p, s) for p, n in sent.items() for s in range(n)]
     assert keys(rows) == sorted(expected)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from jobs.devkit.simulator import SimulationParams, simulate
 from jobs.devkit.simulator.output import send_to_eventhubs
 from jobs.ingest.query import run_ingest
 from jobs.lake import BATCHES, BRONZE, DQ, DQ_GX, QUARANTINE, silver_table
+from jobs.stages.dedup import STATE
 from jobs.stages.schemas import SchemaRegistry
 from tests.conftest import LOCAL_CONF, SIM_END
 
@@ -249,46 +249,56 @@ shuffle_partitions = 2
 """
 
 
-def test_sigkill_at_random_points_then_restart_leaves_every_table_exact(
-    spark, hub, tmp_path
-) -> None:
+def _commits(root: Path) -> dict[str, int]:
+    """Commits so far in each table's log under ``root``."""
+    return {
+        str(log.parent.relative_to(root)): len(list(log.glob("*.json")))
+        for log in root.rglob("_delta_log")
+    }
+
+
+def test_sigkill_mid_batch_then_restart_leaves_every_table_exact(spark, hub, tmp_path) -> None:
+    """Killed right after a batch's silver commit, right after its dedup state commit (all of
+    its data written, its bookkeeping not), and right after its ingest_batches commit (before
+    Spark's own commit log, so the batch runs again): every table exact after a restart."""
     base = load_config(LOCAL_CONF)
     partners = "\n".join(
         f'[[partners]]\nid = "{p.id}"\ndisplay_name = "{p.display_name}"\nregion = "{p.region}"'
         for p in base.partners
     )
-    conf = tmp_path / "crash.toml"
-    conf.write_text(CRASH_CONF.format(root=tmp_path / "lake", partners=partners))
+    conf, root = tmp_path / "crash.toml", tmp_path / "lake"
+    conf.write_text(CRASH_CONF.format(root=root, partners=partners))
     params = SimulationParams(vehicles=20, events=1200, bad_rate=0.05, seed=3, end_time=SIM_END)
     messages = simulate(params, list(base.partners))
     _send(hub, messages)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    rng = random.Random(5)
     log = tmp_path / "ingest.log"
-    kills = 0
-    for _attempt in range(6):
+
+    def start() -> subprocess.Popen:
         with log.open("a") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "jobs", "ingest", "--conf", str(conf), "--available-now", "--no-gx"],
-                                    cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
-        if kills < 3:
-            # kill once some batch has started: random point while processing
-            deadline = time.monotonic() + 120
-            while (
-                "batch " not in log.read_text()
-                and time.monotonic() < deadline
-                and proc.poll() is None
-            ):
-                time.sleep(0.5)
-            time.sleep(rng.uniform(0.5, 6))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
-            log.write_text(log.read_text().replace("batch ", "batch~"))
-            continue
-        assert proc.wait(600) == 0, log.read_text()[-3000:]
-        break
-    assert kills == 3
+            return subprocess.Popen(
+                [sys.executable, "-m", "jobs", "ingest", "--conf", str(conf), "--available-now",
+                 "--no-gx"],
+                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+
+    def silver(commits: dict[str, int]) -> int:
+        return sum(n for name, n in commits.items() if name.startswith("silver/"))
+
+    points = [
+        lambda before, now: silver(now) > silver(before),
+        lambda before, now: now.get(STATE, 0) > before.get(STATE, 0),
+        lambda before, now: now.get(BATCHES, 0) > before.get(BATCHES, 0),
+    ]
+    for reached in points:
+        proc, before = start(), _commits(root)
+        deadline = time.monotonic() + 300
+        while not reached(before, _commits(root)) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert start().wait(600) == 0, log.read_text()[-3000:]
     cfg = load_config(conf)
     _expect_exact_tables(spark, cfg, messages)
     # the per-vehicle state was checkpointed with the query: the same outcome as without kills
