@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +46,14 @@ def session_builder(cfg: Config) -> Any:
 
 
 @contextlib.contextmanager
-def spark_session(cfg: Config) -> Iterator[SparkSession]:
-    """Start (or join) a session with ``[spark]`` settings; stop it on exit if we started it."""
+def spark_session(cfg: Config, *, jvm_log: Path | None = None) -> Iterator[SparkSession]:
+    """Start (or join) a session with ``[spark]`` settings; stop it on exit if we started it.
+
+    ``jvm_log``: when this process starts the JVM, the JVM's own output (Spark's log, and what
+    the Python workers it starts print) goes to this file instead of the terminal."""
     active = SparkSession.getActiveSession()
-    spark = session_builder(cfg).getOrCreate()
+    with _output_to(jvm_log if active is None else None):
+        spark = session_builder(cfg).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     jvm: Any = getattr(spark, "_jvm", None)  # None on Spark Connect: nothing to quieten there
     for name in QUIET_LOGGERS if jvm is not None else ():
@@ -61,6 +66,31 @@ def spark_session(cfg: Config) -> Iterator[SparkSession]:
         if active is None:
             _stop_state_store_maintenance(jvm)
             spark.stop()
+
+
+@contextlib.contextmanager
+def _output_to(path: Path | None) -> Iterator[None]:
+    """Standard output and error of processes started inside the block go to ``path``: the
+    JVM inherits the file descriptors it finds when it is spawned."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (target, *saved):
+            os.close(fd)
 
 
 def _stop_state_store_maintenance(jvm: Any) -> None:

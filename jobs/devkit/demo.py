@@ -32,6 +32,7 @@ class DemoParams:
     seed: int = 42
     workdir: Path = Path(".run")
     gx: bool = True
+    verbose: bool = False  # Spark's own output on the terminal instead of <workdir>/spark.log
 
 
 def local_config(cfg: Config, workdir: Path) -> Config:
@@ -67,7 +68,8 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     with EmulatorProcess(workdir / "eventhubs", fsync="never") as emu:
         out.write(f"run: local Event Hubs endpoint on 127.0.0.1:{emu.port}\n")
         os.environ[CONNECTION_ENV] = emu.connection_string
-        with spark_session(cfg) as spark, ThreadPoolExecutor(1) as pool:
+        jvm_log = None if params.verbose else workdir / "spark.log"
+        with spark_session(cfg, jvm_log=jvm_log) as spark, ThreadPoolExecutor(1) as pool:
             # the suites compile (seconds of JVM calls) while the fleet is sent
             compiling = pool.submit(compiled_checks, spark, cfg)
             sent_at = time.monotonic()

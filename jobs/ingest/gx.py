@@ -57,6 +57,11 @@ class BackgroundValidation:
         if queued >= GX_MAX_QUEUED:
             self.flush()
 
+    @property
+    def pending(self) -> bool:
+        """Batches are waiting for GX, or being validated."""
+        return bool(self._queue) or not self._idle.is_set()
+
     def flush(self) -> None:
         """Validate what is waiting now, and wait for it (the worker logs its own failures)."""
         self._now.set()

@@ -137,7 +137,9 @@ def run_ingest(
         line.close()
         result.progress = query.lastProgress
         query.stop()
-        ingest.close()  # the last batches' background GX validation
+        if ingest.background is not None and ingest.background.pending:
+            out.write("ingest: Great Expectations is validating the last batches\n")
+        ingest.close()
     error = query.exception()
     if error is not None:
         raise JobsError(f"ingest query failed: {failure_cause(error)}")

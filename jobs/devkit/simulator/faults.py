@@ -1,4 +1,4 @@
-"""The bad input real fleets send (domain brief, kinds 1-10), plus duplicates and China-origin data.
+"""The bad input real fleets send (docs/data-contract.md, kinds 1-10), plus duplicates and China-origin data.
 
 Each :class:`Fault` says which events it can hit, how it corrupts them and where the event must
 land: its expected outcome and the reason that must catch it (an expectation's ``meta.name``, a

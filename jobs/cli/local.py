@@ -1,78 +1,21 @@
-"""``python -m jobs <command>``: parse arguments, load configuration, call the job, map errors.
-
-No logic lives here: each command hands a typed configuration to a ``run`` function.
-"""
+"""The commands of the local development kit: ``simulate``, ``emulator``, ``run``, ``bench``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from jobs import __version__
+from jobs.cli.args import conf_args
 from jobs.config import load_config, resolve_secret
-from jobs.errors import JobsError
 
 logger = logging.getLogger("jobs")
-DEFAULT_CONF = "conf/local.toml"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if args.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
-    for noisy in ("great_expectations", "py4j", "azure"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return int(args.handler(args) or 0)
-    except JobsError as exc:
-        logger.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        logger.warning("interrupted")
-        return 130
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log record: UTC time, level, logger, message (secrets are never
-    logged in the first place), and the exception when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs",
-        description="Vehicle event jobs: Event Hubs -> Great Expectations -> Delta Lake.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text",
-                        help="text (default) or json: one JSON object per line, for log "
-                        "collectors (time, level, logger, message, exception)")  # fmt: skip
-    commands = parser.add_subparsers(title="commands", metavar="<command>", required=True)
-
+def add(commands: Any) -> None:
     sim = commands.add_parser(
         "simulate",
         help="generate a realistic fleet's events with injected bad input and a ground-truth manifest",
@@ -80,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         "input real fleets send, and write events.jsonl, manifest.jsonl and summary.json; "
         "optionally send the events to an Event Hub.",
     )
-    _conf_args(sim)
+    conf_args(sim)
     sim.add_argument("--vehicles", type=int, default=200, help="vehicles (default 200)")
     sim.add_argument(
         "--partners",
@@ -134,33 +77,6 @@ def _parser() -> argparse.ArgumentParser:
                           "(default); never: leave it to the OS (faster, loses the tail on power loss)")  # fmt: skip
     emulator.set_defaults(handler=_emulator)
 
-    ingest = commands.add_parser(
-        "ingest",
-        help="the main job: Event Hubs -> decode, residency, validation, dedup -> Delta tables",
-        description="Run the ingest streaming query from the configured source ([source]) into "
-        "bronze, silver/<event table>, quarantine, dq_results and ingest_batches under [lake].root. "
-        "Restarts continue from the checkpoint; every table is written once per micro-batch.",
-    )
-    _conf_args(ingest)
-    ingest.add_argument("--available-now", action="store_true",
-                        help="process what the hub holds when the job starts, then stop")  # fmt: skip
-    ingest.add_argument("--no-gx", dest="gx", action="store_false",
-                        help="skip GX's batch verdict (the one-pass row checks still run)")  # fmt: skip
-    ingest.set_defaults(handler=_ingest)
-
-    replay_cmd = commands.add_parser(
-        "replay",
-        help="re-process quarantined events (after a suite or schema fix); releases what passes",
-        description="Run unreleased quarantine rows through the same decode and validation as "
-        "ingest; rows that pass now go to silver and are recorded in quarantine_releases, once.",
-    )
-    _conf_args(replay_cmd)
-    replay_cmd.add_argument(
-        "--reason", default=None, help="only rows quarantined for this rule or decode reason"
-    )
-    replay_cmd.add_argument("--dry-run", action="store_true", help="report what would be released")
-    replay_cmd.set_defaults(handler=_replay)
-
     run = commands.add_parser(
         "run",
         help="end to end on this machine: local Event Hubs, a simulated fleet, ingest, summary",
@@ -168,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "fleet, run ingest until it has caught up, stop, print a summary. Everything lives under "
         "--workdir, which is recreated on every run.",
     )
-    _conf_args(run)
+    conf_args(run)
     run.add_argument("--vehicles", type=int, default=200, help="vehicles (default 200)")
     run.add_argument("--events", type=int, default=50_000, help="events (default 50000)")
     run.add_argument("--bad-rate", type=float, default=0.03, help="bad input share (default 0.03)")
@@ -177,26 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workdir", default=".run", help="where the hub, manifest and lake go (default .run)"
     )
     run.add_argument("--no-gx", dest="gx", action="store_false", help="skip GX's batch verdict")
-    run.set_defaults(handler=_run)
-
-    maintain = commands.add_parser(
-        "maintain",
-        help="compact small files, vacuum old files and write checkpoints for every table",
-        description="For every table ([lake].tables, or every Delta table under a local "
-        "[lake].root): compact small files, vacuum files removed longer ago than the retention, "
-        "and write a checkpoint.",
-    )
-    _conf_args(maintain)
-    maintain.add_argument(
-        "--dry-run", action="store_true", help="only report what vacuum would delete"
-    )
-    maintain.add_argument(
-        "--retention-hours",
-        type=int,
-        default=None,
-        help="override [lake].vacuum_retention_hours (below 168 disables the safety check)",
-    )
-    maintain.set_defaults(handler=_maintain)
+    run.set_defaults(handler=_run, log_level=logging.WARNING)  # its progress is its output
 
     bench = commands.add_parser(
         "bench",
@@ -204,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmarks print ratios against a baseline measured in the same run; they "
         "never assert (shared machines are noisy).",
     )
-    _conf_args(bench)
+    conf_args(bench)
     bench.add_argument(
         "--events", type=int, default=60_000, help="simulated events (default 60000)"
     )
@@ -216,21 +113,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", choices=["quality", "delta_write", "pipeline", "vehicle"], action="append",
                        help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
-    return parser
-
-
-def _conf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--conf", default=DEFAULT_CONF, help=f"configuration file (default {DEFAULT_CONF})"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one configuration value for this run (repeatable)",
-    )
 
 
 def _utc_time(text: str) -> datetime:
@@ -271,51 +153,14 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(args: argparse.Namespace) -> int:
-    from jobs.ingest.query import run_ingest
-    from jobs.ingest.summary import summary
-    from jobs.session import spark_session
-
-    cfg = load_config(args.conf, args.overrides)
-    with spark_session(cfg) as spark:
-        result = run_ingest(cfg, available_now=args.available_now, gx=args.gx, spark=spark)
-        report = summary(spark, cfg, result.query_id)
-    report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
-    print(json.dumps(report, indent=2, default=str))
-    return 0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from jobs import register_data_sources
-    from jobs.replay import replay
-    from jobs.session import spark_session
-
-    cfg = load_config(args.conf, args.overrides)
-    with spark_session(cfg) as spark:
-        register_data_sources(spark)
-        result = replay(spark, cfg, reason=args.reason, dry_run=args.dry_run)
-    print(json.dumps(dataclasses.asdict(result), indent=2))
-    return 0
-
-
 def _run(args: argparse.Namespace) -> int:
     from jobs.devkit.demo import DemoParams, print_summary, run_demo
 
     cfg = load_config(args.conf, args.overrides)
     params = DemoParams(vehicles=args.vehicles, events=args.events, bad_rate=args.bad_rate,
-                        seed=args.seed, workdir=Path(args.workdir), gx=args.gx)  # fmt: skip
+                        seed=args.seed, workdir=Path(args.workdir), gx=args.gx,
+                        verbose=args.verbose)  # fmt: skip
     print_summary(run_demo(cfg, params))
-    return 0
-
-
-def _maintain(args: argparse.Namespace) -> int:
-    from jobs import maintain
-
-    cfg = load_config(args.conf, args.overrides)
-    results = maintain.run(cfg, dry_run=args.dry_run, retention_hours=args.retention_hours)
-    print(json.dumps([r.as_dict() for r in results], indent=2))
     return 0
 
 

@@ -1,0 +1,95 @@
+"""The commands that run on a cluster: ``ingest``, ``replay``, ``maintain``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from jobs.cli.args import conf_args
+from jobs.config import load_config
+
+
+def add(commands: Any) -> None:
+    ingest = commands.add_parser(
+        "ingest",
+        help="the main job: Event Hubs -> decode, residency, validation, dedup -> Delta tables",
+        description="Run the ingest streaming query from the configured source ([source]) into "
+        "bronze, silver/<event table>, quarantine, dq_results and ingest_batches under [lake].root. "
+        "Restarts continue from the checkpoint; every table is written once per micro-batch.",
+    )
+    conf_args(ingest)
+    ingest.add_argument("--available-now", action="store_true",
+                        help="process what the hub holds when the job starts, then stop")  # fmt: skip
+    ingest.add_argument("--no-gx", dest="gx", action="store_false",
+                        help="skip GX's batch verdict (the one-pass row checks still run)")  # fmt: skip
+    ingest.set_defaults(handler=_ingest)
+
+    replay_cmd = commands.add_parser(
+        "replay",
+        help="re-process quarantined events (after a suite or schema fix); releases what passes",
+        description="Run unreleased quarantine rows through the same decode and validation as "
+        "ingest; rows that pass now go to silver and are recorded in quarantine_releases, once.",
+    )
+    conf_args(replay_cmd)
+    replay_cmd.add_argument(
+        "--reason", default=None, help="only rows quarantined for this rule or decode reason"
+    )
+    replay_cmd.add_argument("--dry-run", action="store_true", help="report what would be released")
+    replay_cmd.set_defaults(handler=_replay)
+
+    maintain = commands.add_parser(
+        "maintain",
+        help="compact small files, vacuum old files and write checkpoints for every table",
+        description="For every table ([lake].tables, or every Delta table under a local "
+        "[lake].root): compact small files, vacuum files removed longer ago than the retention, "
+        "and write a checkpoint.",
+    )
+    conf_args(maintain)
+    maintain.add_argument(
+        "--dry-run", action="store_true", help="only report what vacuum would delete"
+    )
+    maintain.add_argument(
+        "--retention-hours",
+        type=int,
+        default=None,
+        help="override [lake].vacuum_retention_hours (below 168 disables the safety check)",
+    )
+    maintain.set_defaults(handler=_maintain)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from jobs.ingest.query import run_ingest
+    from jobs.ingest.summary import summary
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        result = run_ingest(cfg, available_now=args.available_now, gx=args.gx, spark=spark)
+        report = summary(spark, cfg, result.query_id)
+    report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from jobs import register_data_sources
+    from jobs.replay import replay
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        register_data_sources(spark)
+        result = replay(spark, cfg, reason=args.reason, dry_run=args.dry_run)
+    print(json.dumps(dataclasses.asdict(result), indent=2))
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from jobs import maintain
+
+    cfg = load_config(args.conf, args.overrides)
+    results = maintain.run(cfg, dry_run=args.dry_run, retention_hours=args.retention_hours)
+    print(json.dumps([r.as_dict() for r in results], indent=2))
+    return 0
