@@ -220,7 +220,7 @@ def _latency(
     silver commits are done (``ingest_batches.silver_committed_at``); its latency is that time
     minus its enqueued time. The query's first ``warm_up_batches`` batches are a warm-up (the
     first starts Spark's Python workers, the second is the first to read the per-vehicle and
-    dedup state; each took 20-25 s here), and the events sent before they finished are left out:
+    dedup state), and the events sent before they finished are left out:
     the measure is the running stream's. Their own latency is reported as ``warm_up_max_s``."""
     from azure.eventhub import EventHubProducerClient
     from pyspark.sql import functions as F

@@ -246,9 +246,9 @@ def read_rows(
     ``where[0]`` is one of ``where[1]`` and whose column ``keys[0]`` is one of ``keys[1]``; no
     rows when the table does not exist yet.
 
-    With ``deltars`` this reads the files delta-rs lists for those partitions directly (no Spark
-    job; 0.2 s for Spark's Parquet reader or 0.8 s for the ``deltars`` data source, which plans
-    every read in a new Python process). With native Delta, Spark reads and filters."""
+    With ``deltars`` this reads the files delta-rs lists for those partitions directly, with no
+    Spark job (the ``deltars`` data source would plan the read in a new Python process). With
+    native Delta, Spark reads and filters."""
 
     (column, values), (key, wanted_keys) = where, keys
     if resolve_format(spark, cfg) == "delta":

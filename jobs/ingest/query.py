@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs import register_data_sources
 from jobs.config import Config
 from jobs.delta import tables
-from jobs.errors import JobsError, SourceError
+from jobs.errors import JobsError, QualityGateError, SourceError
 from jobs.ingest.accounting import BatchStats
 from jobs.ingest.batch import Ingest
 from jobs.ingest.progress import ProgressLine, committed_offsets
@@ -142,7 +142,7 @@ def run_ingest(
         ingest.close()
     error = query.exception()
     if error is not None:
-        raise JobsError(f"ingest query failed: {failure_cause(error)}")
+        raise query_error(error)
     result.seconds = time.monotonic() - started
     return result
 
@@ -160,13 +160,23 @@ def _ends_reader(cfg: Config) -> Callable[[], dict[str, int] | None]:
     return read
 
 
-def failure_cause(error: Any) -> str:
-    """The Python error at the bottom of a foreachBatch failure, without the JVM stack."""
+def query_error(error: Any) -> JobsError:
+    """The error the command exits with for a failed query: a ``fail`` rule keeps its own
+    (exit code 3), anything else is a failed query (exit code 1)."""
+    kind, message = failure_cause(error)
+    if kind == QualityGateError.__name__:
+        return QualityGateError(f"ingest query stopped: {message}")
+    return JobsError(f"ingest query failed: {kind}: {message}" if kind else message)
+
+
+def failure_cause(error: Any) -> tuple[str, str]:
+    """(error class, message) of the Python error at the bottom of a foreachBatch failure,
+    without the JVM stack; the class is empty when there is none."""
     text = str(getattr(error, "desc", None) or error)
     python_part = text.split("\n\tat ")[0]
     lines = [line.strip() for line in python_part.splitlines() if line.strip()]
     for line in reversed(lines):
         match = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$", line)
         if match:
-            return f"{match.group(1)}: {match.group(2)}"
-    return lines[-1] if lines else repr(error)
+            return match.group(1), match.group(2)
+    return "", lines[-1] if lines else repr(error)

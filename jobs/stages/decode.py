@@ -49,8 +49,8 @@ def decode_envelope(
 class EnvelopeDecoder:
     """:func:`decode_envelope` with its expressions built once (on the first frame) and reused.
 
-    Building them costs about a thousand calls into the JVM (0.45 s per micro-batch here); a
-    streaming job decodes every micro-batch the same way, so it keeps one decoder."""
+    Building them costs about a thousand calls into the JVM; a streaming job decodes every
+    micro-batch the same way, so it keeps one decoder."""
 
     def __init__(
         self, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"

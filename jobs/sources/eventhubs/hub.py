@@ -152,8 +152,8 @@ def end_offsets(hub: Hub, states: Mapping[str, PartitionState]) -> dict[str, int
 
 class HubWatcher:
     """A hub's partition states, read again and again by a background thread, so that a trigger
-    does not wait for them: each read is a round of the SDK's management calls, about 0.35 s
-    even in parallel (the SDK polls every 50 ms while it sets up each call).
+    does not wait for them: each read is a round of the SDK's management calls, slow even in
+    parallel (the SDK polls while it sets up each call).
 
     :meth:`states` returns the newest read, or the error it ended with; it reads synchronously
     when there is none yet or the newest is older than ``max_age_s`` (the thread stopped or is

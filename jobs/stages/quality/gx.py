@@ -67,7 +67,7 @@ def validate_batch(
     """Run GX on ``df`` (which must carry the suites' derived columns); one result per rule.
 
     ``BOOLEAN_ONLY`` costs about one Spark job per suite; ``SUMMARY`` adds the unexpected counts
-    and sample values at about one job per expectation (5x slower on a 50-rule suite).
+    and sample values at about one job per expectation.
     """
     batch = gx_batch(df)
     results = []
