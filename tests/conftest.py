@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from jobs.stages.schemas import SchemaRegistry
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+# Compiled suites cached for this test session only (the jobs' subprocesses share it).
+os.environ["VEHICLE_JOBS_CACHE"] = tempfile.mkdtemp(prefix="vehicle-jobs-cache-")
 
 LOCAL_CONF = PROJECT_ROOT / "conf" / "local.toml"
 # The fleet's last event: this hour, not a fixed date. Ingest stamps events with the real

@@ -12,7 +12,7 @@ from jobs import contract as decode
 from jobs.contract import RESCUED_DRIFT
 from jobs.devkit.simulator.faults import FAULTS_BY_NAME
 from jobs.stages.quality.checks import decoded_events
-from jobs.stages.quality.compiled import compiled_checks
+from jobs.stages.quality.compiled import compiled_checks, forget
 from jobs.stages.quality.gx import validate_batch
 from jobs.stages.quality.rows import ACTION, FAILURES
 
@@ -151,3 +151,25 @@ def test_gx_passes_clean_events_of_every_type(decoded, checks, manifest) -> None
 
 def test_a_compile_is_reused_while_session_files_and_parameters_stay(spark, cfg, checks) -> None:
     assert compiled_checks(spark, cfg)[1] is checks
+
+
+def test_a_compile_cached_by_another_process_checks_exactly_like_a_fresh_one(
+    spark, cfg, checks, decoded, verdicts
+) -> None:
+    """The session's compile was written to the cache: a new process (here: this one with its
+    compiles forgotten) reads it, without GX, and flags every row the same way."""
+    forget()
+    try:
+        cached = compiled_checks(spark, cfg)[1]
+        assert cached is not checks and cached.keys() == checks.keys()
+        for event_type, df in decoded.items():
+            again = {
+                row["index"]: (row[ACTION], [f["rule"] for f in row[FAILURES]])
+                for row in cached[event_type].apply(df).select("index", ACTION, FAILURES).collect()
+            }
+            assert again == {i: verdicts[i] for i in again}, event_type
+            assert [c.rule for c in cached[event_type].checks] == [
+                c.rule for c in checks[event_type].checks
+            ]
+    finally:
+        forget()

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,13 +41,38 @@ class Rule:
 
 @dataclass(frozen=True)
 class Suite:
-    """A loaded GX suite with its rules and derived columns."""
+    """A suite's rules and derived columns, and GX's own suite object when it is needed."""
 
     name: str
-    gx_suite: Any  # great_expectations.core.ExpectationSuite
     rules: tuple[Rule, ...]
     derived_columns: dict[str, str]
     path: Path
+    document: dict[str, Any] = field(repr=False)  # the suite JSON, parameters resolved
+
+    @cached_property
+    def gx_suite(self) -> Any:
+        """GX's ``ExpectationSuite``; raises :class:`SuiteError` for anything GX would drop.
+
+        GX logs and *drops* an expectation it cannot build, so each is built here: a typo in a
+        suite is an error instead of a rule that silently stops being checked."""
+        from great_expectations.core.expectation_suite import ExpectationSuite
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
+
+        expectations = []
+        for i, raw in enumerate(self.document.get("expectations", [])):
+            try:
+                expectations.append(ExpectationConfiguration(**raw).to_domain_obj())
+            except Exception as exc:  # GX raises a variety of types for a bad expectation
+                raise SuiteError(
+                    f"{self.path} expectations[{i}]: Great Expectations rejected the "
+                    f"expectation: {exc}"
+                ) from None
+        try:
+            return ExpectationSuite(**{**self.document, "expectations": expectations})
+        except Exception as exc:
+            raise SuiteError(f"{self.path}: Great Expectations rejected the suite: {exc}") from None
 
 
 def suite_parameters(cfg: Config) -> dict[str, Any]:
@@ -59,15 +85,19 @@ def suite_parameters(cfg: Config) -> dict[str, Any]:
     }
 
 
-def load_suites(directory: str | Path, parameters: dict[str, Any]) -> dict[str, Suite]:
-    """Load every ``*.json`` suite in ``directory`` with GX, keyed by suite name."""
+def load_suites(
+    directory: str | Path, parameters: dict[str, Any], *, validate: bool = True
+) -> dict[str, Suite]:
+    """Load every ``*.json`` suite in ``directory``, keyed by suite name; with ``validate``, GX
+    builds each now (suites that compiled before may skip it: GX is then imported only to
+    validate batches)."""
     root = Path(directory)
     files = sorted(root.glob("*.json"))
     if not files:
         raise SuiteError(f"{root}: no expectation suites found (*.json)")
     suites = {}
     for file in files:
-        suite = load_suite(file, parameters)
+        suite = load_suite(file, parameters, validate=validate)
         suites[suite.name] = suite
     if ENVELOPE_SUITE not in suites:
         raise SuiteError(f"{root}: the envelope suite ({ENVELOPE_SUITE}.json) is missing")
@@ -80,35 +110,18 @@ def load_suites(directory: str | Path, parameters: dict[str, Any]) -> dict[str, 
     return suites
 
 
-def load_suite(file: Path, parameters: dict[str, Any]) -> Suite:
-    from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.expectations.expectation_configuration import (
-        ExpectationConfiguration,
-    )
-
+def load_suite(file: Path, parameters: dict[str, Any], *, validate: bool = True) -> Suite:
+    """Read one suite; with ``validate``, GX builds it now (see :attr:`Suite.gx_suite`)."""
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{file}: cannot read suite: {exc}") from None
     doc = _resolve(doc, parameters, where=str(file))
-    # GX logs and *drops* an expectation it cannot build; build each one here so a typo in a
-    # suite is an error at start-up instead of a rule that silently stops being checked.
-    expectations = []
-    for i, raw in enumerate(doc.get("expectations", [])):
-        try:
-            expectations.append(ExpectationConfiguration(**raw).to_domain_obj())
-        except Exception as exc:  # GX raises a variety of types for a bad expectation
-            raise SuiteError(
-                f"{file} expectations[{i}]: Great Expectations rejected the expectation: {exc}"
-            ) from None
-    try:
-        gx_suite = ExpectationSuite(**{**doc, "expectations": expectations})
-    except Exception as exc:
-        raise SuiteError(f"{file}: Great Expectations rejected the suite: {exc}") from None
     rules = []
-    for i, expectation in enumerate(gx_suite.expectations):
-        meta = expectation.meta or {}
-        where = f"{file} expectations[{i}] ({expectation.expectation_type})"
+    for i, raw in enumerate(doc.get("expectations", [])):
+        kind = raw.get("type") or raw.get("expectation_type")
+        meta = raw.get("meta") or {}
+        where = f"{file} expectations[{i}] ({kind})"
         name = meta.get("name")
         if not name:
             raise SuiteError(f"{where}: meta.name is missing; it names the quarantine reason")
@@ -117,13 +130,16 @@ def load_suite(file: Path, parameters: dict[str, Any]) -> Suite:
             raise SuiteError(
                 f"{where} meta.on_failure: expected one of {', '.join(ON_FAILURE)}; got {on_failure!r}"
             )
-        kwargs = expectation.configuration.kwargs
+        kwargs = raw.get("kwargs") or {}
         columns = tuple(
             kwargs[k] for k in ("column", "column_A", "column_B") if isinstance(kwargs.get(k), str)
         )
-        rules.append(Rule(name, on_failure, expectation.expectation_type, columns))
+        rules.append(Rule(name, on_failure, str(kind), columns))
     derived = dict(doc.get("meta", {}).get("derived_columns", {}))
-    return Suite(gx_suite.name, gx_suite, tuple(rules), derived, file)
+    suite = Suite(str(doc.get("name") or file.stem), tuple(rules), derived, file, doc)
+    if validate:
+        _ = suite.gx_suite
+    return suite
 
 
 def _resolve(node: Any, parameters: dict[str, Any], *, where: str) -> Any:
