@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help venv azurite test test-fast lint format run bench clean
+.PHONY: help venv azurite test test-fast lint format run bench outline clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,13 @@ $(AZURITE):
 
 azurite: $(AZURITE) ## install Azurite (npm) for the Azure storage tests
 
+# Natural Earth 1:10m countries (npm world-atlas) for the residency outline's build and its test.
+WORLD_ATLAS := $(VENV)/world-atlas/node_modules/world-atlas/countries-10m.json
+$(WORLD_ATLAS):
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(VENV)/world-atlas --no-audit --no-fund --silent world-atlas@2.0.2; \
+	else echo "warning: npm not found: the outline's rebuild test will be skipped"; fi
+
 lint: $(STAMP) ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check jobs tests
 	$(BIN)/ruff format --check jobs tests
@@ -40,7 +47,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests
 	$(BIN)/ruff format jobs tests
 
-test: $(STAMP) $(AZURITE) lint ## lint, then the whole test suite
+test: $(STAMP) $(AZURITE) $(WORLD_ATLAS) lint ## lint, then the whole test suite
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## the tests that need no Spark and no services
@@ -51,6 +58,9 @@ run: $(STAMP) ## end to end: local Event Hubs, a simulated fleet (50k events), i
 
 bench: $(STAMP) ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(BIN)/python -m jobs bench
+
+outline: $(STAMP) $(WORLD_ATLAS) ## rebuild the residency outline (jobs/stages/residency/mainland_china.geojson)
+	$(BIN)/python -m jobs outline --world $(WORLD_ATLAS)
 
 clean: ## remove the virtualenv, caches and local run output
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake .run simulated spark-warehouse metastore_db derby.log *.egg-info

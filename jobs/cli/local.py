@@ -11,8 +11,10 @@ from typing import Any
 
 from jobs.cli.args import conf_args
 from jobs.config import load_config, resolve_secret
+from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
+BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency")
 
 
 def add(commands: Any) -> None:
@@ -110,9 +112,25 @@ def add(commands: Any) -> None:
     )
     bench.add_argument("--write-rows", type=int, default=3_000_000,
                        help="rows for the Delta write benchmark (default 3000000)")  # fmt: skip
-    bench.add_argument("--only", choices=["quality", "delta_write", "pipeline", "vehicle"], action="append",
+    bench.add_argument("--only", choices=list(BENCHMARKS), action="append",
                        help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
+
+    outline = commands.add_parser(
+        "outline",
+        help="build the residency outline of mainland China that the ingest job ships",
+        description="Widen Natural Earth 1:10m mainland China by the territorial sea along its "
+        "coasts and a tolerance along its land borders, take Hong Kong, Macao and Taiwan out "
+        "exactly, and write the GeoJSON the residency guard loads (needs the dev extra: shapely, "
+        "pyproj; `make outline` fetches the world file).",
+    )
+    outline.add_argument("--china", type=Path, default=DEFAULT_OUTLINE.parent / "sources" / "greater_china_ne10m.geojson",
+                         help="mainland China, HK, MO, TW as GeoJSON features (default: the packaged copy)")  # fmt: skip
+    outline.add_argument("--world", type=Path, required=True,
+                         help="world-atlas 2.0.2 countries-10m.json (TopoJSON, from npm)")  # fmt: skip
+    outline.add_argument("--out", type=Path, default=DEFAULT_OUTLINE,
+                         help="where to write the outline (default: the packaged one)")  # fmt: skip
+    outline.set_defaults(handler=_outline)
 
 
 def _utc_time(text: str) -> datetime:
@@ -166,11 +184,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs import register_data_sources
-    from jobs.bench import delta_write, pipeline, quality, vehicle
+    from jobs.bench import delta_write, pipeline, quality, residency, vehicle
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
-    only = set(args.only or ["quality", "delta_write", "pipeline", "vehicle"])
+    only = set(args.only or BENCHMARKS)
     report = {}
     with spark_session(cfg) as spark:
         register_data_sources(spark)
@@ -190,7 +208,20 @@ def _bench(args: argparse.Namespace) -> int:
         if "vehicle" in only:
             logger.info("bench vehicle: per-vehicle rules over 100,000 simulated events")
             report["vehicle"] = vehicle.run(cfg, events=100_000)
+        if "residency" in only:
+            logger.info(
+                "bench residency: the outline's verdict on %s positions", f"{args.events:,}"
+            )
+            report["residency"] = residency.run(spark, events=args.events, repeats=args.repeats)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _outline(args: argparse.Namespace) -> int:
+    from jobs.devkit.outline import build, write
+
+    write(build(args.china, args.world), args.out)
+    print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size}))
     return 0
 
 

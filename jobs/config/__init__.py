@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import tomllib
 
+from jobs import countries
 from jobs.config.toml import apply_overrides, build
 from jobs.contract import VEHICLE_RULES
 from jobs.errors import ConfigError, SecretNotFoundError
@@ -186,15 +188,19 @@ class VehicleConfig:
 class ResidencyConfig:
     """Data that must never be processed or stored here."""
 
+    # normalized like an event's origin_country: "CHN", "156" and "China" mean "CN"
     blocked_countries: tuple[str, ...] = ("CN",)
     boundary_file: str | None = None  # GeoJSON; default: the outline packaged with the job
 
     def __post_init__(self) -> None:
-        for code in self.blocked_countries:
-            if len(code) != 2 or not code.isupper():
+        codes = tuple(countries.normalize(code) for code in self.blocked_countries)
+        for given, code in zip(self.blocked_countries, codes, strict=True):
+            if not re.fullmatch(r"[A-Z]{2}", code):
                 raise ValueError(
-                    f"blocked_countries: expected ISO 3166-1 alpha-2 codes like 'CN'; got {code!r}"
+                    f"blocked_countries: expected ISO 3166-1 country codes like 'CN' (or 'CHN', "
+                    f"'156', 'China'); got {given!r}"
                 )
+        object.__setattr__(self, "blocked_countries", tuple(dict.fromkeys(codes)))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Two steps, both pure DataFrame transforms:
 
-* :func:`decode_envelope` parses the JSON body into the envelope columns and sets
-  ``_decode_error`` for bodies that cannot be decoded (too large, not UTF-8, not a JSON object,
+* :func:`decode_envelope` parses the JSON body into the envelope columns (and
+  ``origin_country_code``, the origin normalized) and sets ``_decode_error`` for bodies that
+  cannot be decoded (too large, not UTF-8, not a JSON object,
   unknown event type or schema version). Such rows keep every field that could be read.
 * :func:`decode_payload` flattens one event type's payload next to the envelope.
 
@@ -18,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs import countries
 from jobs.contract import (
     BODY_TOO_LARGE,
     INVALID_UTF8,
@@ -29,6 +31,7 @@ from jobs.contract import (
 from jobs.stages.schemas import EventSchema, SchemaRegistry
 
 INGEST_TIME = "ingest_time"  # when the source received the event (its enqueued time)
+ORIGIN_CODE = "origin_country_code"  # origin_country normalized (jobs.countries)
 DECODE_ERROR = "_decode_error"
 RESCUED = "_rescued_data"
 PAYLOAD = "payload"
@@ -95,7 +98,23 @@ class EnvelopeDecoder:
             )
         )
         rescued = _rescued(F.col(_RAW), F.col(_PARSED), envelope_type, prefix="")
-        return parsed, fields, {DECODE_ERROR: error, RESCUED: _to_json_or_null(rescued)}
+        return (
+            parsed,
+            fields,
+            {
+                DECODE_ERROR: error,
+                RESCUED: _to_json_or_null(rescued),
+                ORIGIN_CODE: normalized_country(F.col("origin_country")),
+            },
+        )
+
+
+def normalized_country(value: Column) -> Column:
+    """:func:`jobs.countries.normalize` as a Spark expression: `` cn``, ``CHN``, ``156`` and
+    ``China`` are ``CN``."""
+    text = F.trim(F.regexp_replace(F.upper(value), countries.PUNCTUATION, " "))
+    aliases = F.create_map(*[F.lit(x) for pair in countries.ALIASES.items() for x in pair])
+    return F.coalesce(aliases[text], text)
 
 
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:

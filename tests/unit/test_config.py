@@ -59,8 +59,8 @@ def test_defaults_fill_in_unset_sections(write_conf) -> None:
             r"\[quality\].dedup_window_hours: expected at least 24",
         ),
         (
-            MINIMAL + '\n[residency]\nblocked_countries = ["China"]\n',
-            r"\[residency\].blocked_countries: expected ISO 3166-1 alpha-2 codes",
+            MINIMAL + '\n[residency]\nblocked_countries = ["Mars"]\n',
+            r"\[residency\].blocked_countries: expected ISO 3166-1 country codes",
         ),
         (
             MINIMAL + "\n[spark]\nconf = { 'spark.ui.enabled' = false }\n",

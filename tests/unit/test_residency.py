@@ -1,32 +1,33 @@
+"""The residency guard in plain Python: the packaged outline on a list of places, and the
+spellings of a country an origin can take."""
+
 from __future__ import annotations
 
 import pytest
 
+from jobs import countries
 from jobs.stages.residency import load_boundary
+from tests.places import PLACES, SPELLINGS
 
 
 @pytest.fixture(scope="module")
-def china(cfg):
-    return load_boundary(cfg.residency.boundary_file)
+def china():
+    return load_boundary()
 
 
-@pytest.mark.parametrize(
-    ("city", "lat", "lon", "inside"),
-    [
-        ("Beijing", 39.90, 116.40, True),
-        ("Shanghai", 31.23, 121.47, True),
-        ("Chengdu", 30.66, 104.06, True),
-        ("Urumqi", 43.83, 87.62, True),
-        ("Haikou (Hainan)", 20.04, 110.20, True),
-        ("Seoul", 37.57, 126.98, False),
-        ("Tokyo", 35.68, 139.69, False),
-        ("Taipei", 25.03, 121.56, False),
-        ("Singapore", 1.35, 103.82, False),
-        ("Munich", 48.14, 11.58, False),
-        ("Detroit", 42.33, -83.05, False),
-        ("Ulaanbaatar", 47.89, 106.91, False),
-        ("Null Island", 0.0, 0.0, False),
-    ],
-)
-def test_point_in_china_outline(china, city, lat, lon, inside) -> None:
-    assert china.contains(lat, lon) is inside, city
+@pytest.mark.parametrize(("name", "lat", "lon", "blocked"), PLACES, ids=[p[0] for p in PLACES])
+def test_each_place_gets_its_verdict(china, name, lat, lon, blocked) -> None:
+    assert china.contains(lat, lon) is blocked
+
+
+@pytest.mark.parametrize(("given", "code"), SPELLINGS)
+def test_every_spelling_of_a_country_means_its_code(given, code) -> None:
+    assert countries.normalize(given) == code
+
+
+def test_configured_blocked_countries_are_normalized(write_conf) -> None:
+    from jobs.config import load_config
+    from tests.unit.test_config import MINIMAL
+
+    path = write_conf(MINIMAL + '\n[residency]\nblocked_countries = ["chn", "China", "KP"]\n')
+    assert load_config(path).residency.blocked_countries == ("CN", "KP")

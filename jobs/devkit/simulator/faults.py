@@ -132,9 +132,31 @@ def _malformed_vin(doc: Doc, rng: random.Random) -> None:
     doc["vin"] = doc["vin"][:8] + "IOQ" + doc["vin"][11:16]  # letters VINs never use, 16 long
 
 
+# Mainland places, coastal ports and islands among them: the outline must hold them all.
+_MAINLAND = ((31.230, 121.474), (38.914, 121.615), (29.985, 122.207), (22.271, 113.577),
+             (24.480, 118.089), (39.904, 116.407), (20.044, 110.199), (40.125, 124.392))  # fmt: skip
+# How producers spell mainland China's code.
+_CHINA_SPELLINGS = (
+    "CN",
+    " CN",
+    "cn",
+    "CHN",
+    "chn ",
+    "156",
+    "China",
+    "PRC",
+    "People's Republic of China",
+)
+
+
 def _in_china(doc: Doc, rng: random.Random) -> None:
-    doc["payload"]["lat"] = round(31.23 + rng.uniform(-0.2, 0.2), 6)  # Shanghai
-    doc["payload"]["lon"] = round(121.47 + rng.uniform(-0.2, 0.2), 6)
+    lat, lon = rng.choice(_MAINLAND)
+    doc["payload"]["lat"] = round(lat + rng.uniform(-0.01, 0.01), 6)
+    doc["payload"]["lon"] = round(lon + rng.uniform(-0.01, 0.01), 6)
+
+
+def _from_china(doc: Doc, rng: random.Random) -> None:
+    doc["origin_country"] = rng.choice(_CHINA_SPELLINGS)
 
 
 def _odometer_back(doc: Doc, rng: random.Random) -> None:
@@ -345,7 +367,7 @@ FAULTS: tuple[Fault, ...] = (
         RESIDENCY_ORIGIN,
         SE,
         _any,
-        _set("origin_country", "CN"),
+        _from_china,
     ),
     Fault(
         "coordinates_in_china",

@@ -1,8 +1,8 @@
 """Residency: events from mainland China are never processed or stored here.
 
 An event is blocked when its ``origin_country`` is on the configured block list, or when its
-coordinates fall inside the packaged outline of China (``china_ne110m.geojson`` here; see the
-README next to it). :class:`Boundary` is the outline in plain Python; ``expression`` turns it
+coordinates fall inside the packaged outline of mainland China (``mainland_china.geojson``
+here, built by ``python -m jobs outline``; see the README next to it). :class:`Boundary` is the outline in plain Python; ``expression`` turns it
 into the Spark column the ingest job evaluates.
 """
 
@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_OUTLINE = Path(__file__).resolve().parent / "china_ne110m.geojson"
+DEFAULT_OUTLINE = Path(__file__).resolve().parent / "mainland_china.geojson"
 
 Ring = tuple[tuple[float, float], ...]  # (lon, lat) vertices, GeoJSON order
 
 
 @dataclass(frozen=True)
 class Boundary:
-    """Polygons (outer rings only; the source has no holes) with their bounding box."""
+    """The rings of polygons (outer rings and holes alike) with their bounding box."""
 
     rings: tuple[Ring, ...]
     min_lon: float
@@ -28,10 +28,11 @@ class Boundary:
     max_lat: float
 
     def contains(self, lat: float, lon: float) -> bool:
-        """Even-odd ray casting; points on the boundary may fall either way."""
+        """Even-odd ray casting over every ring (a point in a hole crosses its outer ring and
+        the hole's); points on the boundary may fall either way."""
         if not (self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon):
             return False
-        return any(_in_ring(ring, lat, lon) for ring in self.rings)
+        return sum(_in_ring(ring, lat, lon) for ring in self.rings) % 2 == 1
 
 
 def load_boundary(path: str | Path | None = None) -> Boundary:
@@ -46,7 +47,7 @@ def load_boundary(path: str | Path | None = None) -> Boundary:
             else [geometry["coordinates"]]
         )
         for polygon in polygons:
-            rings.append(tuple((float(x), float(y)) for x, y in polygon[0]))
+            rings.extend(tuple((float(x), float(y)) for x, y in ring) for ring in polygon)
     lons = [x for ring in rings for x, _ in ring]
     lats = [y for ring in rings for _, y in ring]
     return Boundary(tuple(rings), min(lons), min(lats), max(lons), max(lats))
