@@ -33,6 +33,17 @@ def silver_table(table: str) -> str:
     return f"silver/{table}"
 
 
+def partner_table(partner_id: str, table: str) -> str:
+    """A partner's own copy of a silver table (or ``quarantine``, or ``gold/<name>``): every
+    file under ``partners/<partner_id>/`` holds that partner's rows only."""
+    return f"partners/{partner_id}/{table}"
+
+
+def alliance_table(table: str) -> str:
+    """A table every member reads: pseudonymized events, or ``gold/<name>`` aggregates."""
+    return f"alliance/{table}"
+
+
 def _struct(ddl: str) -> T.StructType:
     """A flat schema from ``name type, ...`` (simple types only), without a Spark session."""
     types = {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType(),

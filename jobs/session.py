@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import Config
+from jobs.errors import JobsError, QualityGateError
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +119,25 @@ def release(frames: Iterable[DataFrame]) -> None:
     """Free the blocks of frames made by :func:`hold`."""
     for frame in frames:
         frame._jdf.queryExecution().analyzed().rdd().unpersist(False)
+
+
+def query_error(error: Any) -> JobsError:
+    """The error the command exits with for a failed query: a ``fail`` rule keeps its own
+    (exit code 3), anything else is a failed query (exit code 1)."""
+    kind, message = failure_cause(error)
+    if kind == QualityGateError.__name__:
+        return QualityGateError(f"ingest query stopped: {message}")
+    return JobsError(f"ingest query failed: {kind}: {message}" if kind else message)
+
+
+def failure_cause(error: Any) -> tuple[str, str]:
+    """(error class, message) of the Python error at the bottom of a foreachBatch failure,
+    without the JVM stack; the class is empty when there is none."""
+    text = str(getattr(error, "desc", None) or error)
+    python_part = text.split("\n\tat ")[0]
+    lines = [line.strip() for line in python_part.splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$", line)
+        if match:
+            return match.group(1), match.group(2)
+    return "", lines[-1] if lines else repr(error)

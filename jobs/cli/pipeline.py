@@ -12,6 +12,19 @@ from jobs.config import load_config
 
 
 def add(commands: Any) -> None:
+    publish = commands.add_parser(
+        "publish",
+        help="partner, alliance and gold tables from silver, exactly once",
+        description="Copy each partner's events into partners/<id>/, pseudonymized events the "
+        "alliance shares into alliance/, and recompute the gold aggregates for the months that "
+        "changed. One streaming query per silver table and quarantine, each with its own "
+        "checkpoint. The alliance key comes from [sharing].pseudonym_key_env.",
+    )
+    conf_args(publish)
+    publish.add_argument("--available-now", action="store_true",
+                         help="publish what silver holds when the job starts, then stop")  # fmt: skip
+    publish.set_defaults(handler=_publish)
+
     ingest = commands.add_parser(
         "ingest",
         help="the main job: Event Hubs -> decode, residency, validation, dedup -> Delta tables",
@@ -92,4 +105,17 @@ def _maintain(args: argparse.Namespace) -> int:
     cfg = load_config(args.conf, args.overrides)
     results = maintain.run(cfg, dry_run=args.dry_run, retention_hours=args.retention_hours)
     print(json.dumps([r.as_dict() for r in results], indent=2))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from jobs.publish.query import run_publish
+    from jobs.publish.summary import summary
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        result = run_publish(cfg, spark=spark, available_now=args.available_now)
+        report = summary(spark, cfg, result)
+    print(json.dumps(report, indent=2, default=str))
     return 0

@@ -39,8 +39,11 @@ class Partner:
     region: str
 
     def __post_init__(self) -> None:
-        if not self.id.strip():
-            raise ValueError("id: expected a non-empty partner id")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
+            raise ValueError(
+                f"id: expected lower-case letters, digits and '-' (it names the partner's "
+                f"folder and share); got {self.id!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -204,16 +207,57 @@ class ResidencyConfig:
 
 
 @dataclass(frozen=True)
-class SharingConfig:
-    """How alliance-wide tables are pseudonymized and coarsened."""
+class KeyRotation:
+    """A new alliance key, pseudonymizing events from ``from_date`` on (earlier events keep the
+    pseudonyms they were published with)."""
 
-    pseudonym_key_env: str = "ALLIANCE_PSEUDONYM_KEY"
+    version: int
+    key_env: str
+    from_date: str  # YYYY-MM-DD
+
+    def __post_init__(self) -> None:
+        if self.version < 2:
+            raise ValueError(
+                f"version: expected 2 or more (1 is pseudonym_key_env); got {self.version}"
+            )
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.from_date):
+            raise ValueError(f"from_date: expected YYYY-MM-DD; got {self.from_date!r}")
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """How alliance-wide tables are pseudonymized, coarsened and suppressed."""
+
+    pseudonym_key_env: str = "ALLIANCE_PSEUDONYM_KEY"  # key version 1
+    key_rotations: tuple[KeyRotation, ...] = ()
     geohash_precision: int = 5
+    min_vehicles_per_cell: int = 10  # a gold cell with fewer is left out
+    min_partners_per_cell: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.geohash_precision <= 7:
             raise ValueError(
                 f"geohash_precision: expected 1..7 (5 is about 5 km); got {self.geohash_precision}"
+            )
+        versions = [r.version for r in self.key_rotations]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"key_rotations: versions must differ; got {versions}")
+        if self.min_vehicles_per_cell < 1 or self.min_partners_per_cell < 1:
+            raise ValueError("min_vehicles_per_cell: the minimums must be at least 1")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """The publish job: partner, alliance and gold tables from silver."""
+
+    trigger_interval_s: float = 10.0
+    max_versions_per_trigger: int = 20  # silver versions a micro-batch reads at most
+    gold_interval_s: float = 300.0  # a running job recomputes gold at most this often
+
+    def __post_init__(self) -> None:
+        if self.max_versions_per_trigger < 1:
+            raise ValueError(
+                f"max_versions_per_trigger: expected 1 or more; got {self.max_versions_per_trigger}"
             )
 
 
@@ -238,6 +282,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     residency: ResidencyConfig = field(default_factory=ResidencyConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     vehicle: VehicleConfig = field(default_factory=VehicleConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     path: str = "<memory>"

@@ -25,6 +25,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 MAX_STAT_STRING = 64
+# Values of these columns never go into the Delta log as min/max statistics: the log outlives
+# the data files (an erased vehicle's VIN must not remain in it) and is read by anyone who can
+# list the table. Their null counts are kept.
+UNSTATED = frozenset({"vin", "device_id", "safety_driver_id", "partitionKey", "lat", "lon",
+                      "vehicle_pid"})  # fmt: skip
 LOCAL_SCHEMES = ("", "file")
 
 
@@ -85,7 +90,7 @@ class _Stats:
         self.minimum: dict[str, Any] = {}
         self.maximum: dict[str, Any] = {}
         self.nulls: dict[str, int] = {}
-        self.skip: set[str] = set()
+        self.skip: set[str] = set(UNSTATED)
 
     def add(self, batch: pa.RecordBatch) -> None:
         for name, column in zip(batch.schema.names, batch.columns, strict=True):

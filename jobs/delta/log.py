@@ -253,3 +253,20 @@ def added_files(
             if add and add.get("dataChange", True):
                 out.append((add["path"], dict(add.get("partitionValues") or {})))
     return out
+
+
+def changed_partitions(opts: DeltaRsOptions, first: int, last: int, column: str) -> set[str | None]:
+    """The values of partition column ``column`` that commits ``first..last`` added files to
+    or removed files from; every value of the table when a commit's file is gone (the log was
+    cleaned up)."""
+    values: set[str | None] = set()
+    for version in range(max(first, 0), last + 1):
+        try:
+            actions = read_commit(opts.path, opts.storage_options, version)
+        except (FileNotFoundError, OSError):
+            return {v.get(column) for _, v in snapshot_files(opts, last)}
+        for action in actions:
+            change = action.get("add") or action.get("remove")
+            if change is not None:
+                values.add((change.get("partitionValues") or {}).get(column))
+    return values

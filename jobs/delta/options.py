@@ -18,6 +18,7 @@ KEYS = OptionKeys(
         "partitionBy": "partition_by", "mergeSchema": "merge_schema",
         "targetFileRows": "target_file_rows", "versionAsOf": "version_as_of",
         "startingVersion": "starting_version", "skipChangeCommits": "skip_change_commits",
+        "endingVersion": "ending_version", "maxVersionsPerTrigger": "max_versions_per_trigger",
         "checkpointLocation": "checkpoint_location",
     },
     prefix="storage.",
@@ -36,6 +37,8 @@ class DeltaRsOptions:
     target_file_rows: int = 1_000_000
     version_as_of: int | None = None
     starting_version: int = 0
+    ending_version: int | None = None
+    max_versions_per_trigger: int | None = None
     skip_change_commits: bool = False
     storage_options: dict[str, str] = field(default_factory=dict)
     checkpoint_location: str | None = None
@@ -53,8 +56,10 @@ class DeltaRsOptions:
 
 
 def _parse(name: str, key: str, text: str) -> Any:
-    if name in ("txn_version", "version_as_of", "starting_version"):
+    if name in ("txn_version", "version_as_of", "starting_version", "ending_version"):
         return KEYS.integer(key, text)
+    if name == "max_versions_per_trigger":
+        return KEYS.integer(key, text, minimum=1)
     if name == "target_file_rows":
         return KEYS.integer(key, text, minimum=1)
     if name in ("merge_schema", "skip_change_commits"):

@@ -6,21 +6,23 @@ delta-rs, pandas, polars, DuckDB and Delta Sharing read them.
 
 Options (keys are case-insensitive; values are strings):
 
-=====================  ===================================================================
-``path``               table location (``.save(path)`` / ``.load(path)``): local, ``az://``,
-                       ``abfss://`` and any scheme delta-rs supports
-``txnAppId``           application id of an idempotent write (native Delta's name)
-``txnVersion``         its version: a write whose (app id, version) the table has already
-                       seen adds nothing. Streaming writes use (query id, batch id): the
-                       query id is read from the checkpoint, so it survives restarts.
-``partitionBy``        comma-separated partition columns (for a new table)
-``mergeSchema``        ``true`` to add new columns to the table; otherwise new columns fail
-``targetFileRows``     rows per data file before a writer rolls to a new file (1,000,000)
-``versionAsOf``        batch read of an older table version
-``startingVersion``    streaming read: first version to read (default 0)
-``skipChangeCommits``  streaming read: skip commits that remove data instead of failing
-``storage.<key>``      a delta-rs storage option, e.g. ``storage.azure_storage_account_name``
-=====================  ===================================================================
+=========================  ==============================================================
+``path``                   table location (``.save(path)`` / ``.load(path)``): local, ``az://``,
+                           ``abfss://`` and any scheme delta-rs supports
+``txnAppId``               application id of an idempotent write (native Delta's name)
+``txnVersion``             its version: a write whose (app id, version) the table has already
+                           seen adds nothing. Streaming writes use (query id, batch id): the
+                           query id is read from the checkpoint, so it survives restarts.
+``partitionBy``            comma-separated partition columns (for a new table)
+``mergeSchema``            ``true`` to add new columns to the table; otherwise new columns fail
+``targetFileRows``         rows per data file before a writer rolls to a new file (1,000,000)
+``versionAsOf``            batch read of an older table version
+``startingVersion``        streaming read: first version to read (default 0)
+``endingVersion``          streaming read: never read past this version
+``maxVersionsPerTrigger``  streaming read: versions per micro-batch at most
+``skipChangeCommits``      streaming read: skip commits that remove data instead of failing
+``storage.<key>``          a delta-rs storage option, e.g. ``storage.azure_storage_account_name``
+=========================  ==============================================================
 
 Example::
 
@@ -179,18 +181,31 @@ class DeltaRsReader(DataSourceReader):
 
 
 class DeltaRsStreamReader(DataSourceStreamReader):
-    """Streaming reads of an append-only table; offsets are table versions."""
+    """Streaming reads of an append-only table; offsets are table versions.
+
+    Spark calls ``latestOffset`` without the batch's start: the reader keeps the version it last
+    planned up to (``initialOffset`` on a new query, the last ``partitions`` call after a
+    restart) to apply ``maxVersionsPerTrigger``."""
 
     def __init__(self, opts: DeltaRsOptions, schema: StructType) -> None:
         self.opts, self.spark_schema = opts, schema
+        self.position: int | None = None
 
     def initialOffset(self) -> dict[str, int]:
         return {"version": self.opts.starting_version - 1}
 
     def latestOffset(self) -> dict[str, int]:
-        return {"version": log.latest_version(self.opts)}
+        latest = log.latest_version(self.opts)
+        if self.opts.ending_version is not None:
+            latest = min(latest, self.opts.ending_version)
+        if self.position is None:
+            self.position = self.initialOffset()["version"]
+        if self.opts.max_versions_per_trigger is not None:
+            latest = min(latest, self.position + self.opts.max_versions_per_trigger)
+        return {"version": max(latest, self.position)}
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
+        self.position = end["version"]
         files = log.added_files(self.opts, start["version"] + 1, end["version"])
         return _group(files)
 

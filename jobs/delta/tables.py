@@ -24,6 +24,7 @@ from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
 from jobs.config import Config
+from jobs.delta import log
 from jobs.delta.files import read_data_file
 from jobs.delta.log import checkpoint_query_id, snapshot_files
 from jobs.delta.options import DeltaRsOptions
@@ -206,14 +207,52 @@ def append_rows(
 ) -> None:
     """Append a few rows built on the driver (batch bookkeeping, quality results), idempotent by
     ``txn``, adding columns the table lacks. With ``deltars`` no Spark job runs."""
-    if resolve_format(spark, cfg) == "deltars":
-        from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.pandas.types import to_arrow_schema
 
-        arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
-        write_arrow(_deltars_write(cfg, name, (), txn, True), schema, arrow)
+    arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
+    append_arrow(spark, cfg, name, arrow, schema, txn=txn)
+
+
+def append_arrow(
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    rows: pa.Table,
+    schema: StructType,
+    *,
+    txn: tuple[str, int],
+    partition_by: tuple[str, ...] = (),
+) -> None:
+    """Append rows held on the driver as Arrow (``schema``: their Spark schema), idempotent by
+    ``txn``, adding columns the table lacks. With ``deltars`` no Spark job runs."""
+    if resolve_format(spark, cfg) == "deltars":
+        write_arrow(_deltars_write(cfg, name, partition_by, txn, True), schema, rows)
         return
-    df = spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema)
-    write_table(df, cfg, name, txn=txn, merge_schema=True)
+    df = spark.createDataFrame(rows.to_pandas(), schema)
+    write_table(df, cfg, name, partition_by=partition_by, txn=txn, merge_schema=True)
+
+
+def replace_partitions(
+    spark: SparkSession, cfg: Config, name: str, df: DataFrame, *, column: str, values: list[str]
+) -> int:
+    """Replace the partitions ``column IN values`` of a table with ``df`` (partitioned by
+    ``column``) in one commit: recomputing the same partitions writes the same rows. Returns the
+    rows written. With ``deltars`` the rows are collected to the driver."""
+    predicate = f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+    if resolve_format(spark, cfg) == "delta":
+        df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy(
+            column
+        ).options(**_options("delta", cfg, {})).save(table_path(cfg, name))
+        return df.count()
+    from deltalake import write_deltalake
+
+    rows, path, options = df.toArrow(), table_path(cfg, name), storage_options(cfg) or None
+    if table_exists(spark, cfg, name):
+        write_deltalake(path, rows, mode="overwrite", predicate=predicate, partition_by=[column],
+                        storage_options=options)  # fmt: skip
+    else:
+        write_deltalake(path, rows, mode="append", partition_by=[column], storage_options=options)
+    return rows.num_rows
 
 
 def table_exists(spark: SparkSession, cfg: Config, name: str) -> bool:
@@ -279,12 +318,22 @@ def read_stream(
     *,
     starting_version: int | None = None,
     skip_change_commits: bool = False,
+    ending_version: int | None = None,
+    max_versions_per_trigger: int | None = None,
 ) -> DataFrame:
+    """A table as a stream of its appended rows. ``ending_version`` and
+    ``max_versions_per_trigger`` are ``deltars`` options (native Delta bounds a stream with an
+    available-now trigger and ``maxFilesPerTrigger`` instead)."""
     fmt = resolve_format(spark, cfg)
     extra = {
         "startingVersion": starting_version,
         "skipChangeCommits": "true" if skip_change_commits else None,
     }
+    if fmt == "deltars":
+        extra |= {
+            "endingVersion": ending_version,
+            "maxVersionsPerTrigger": max_versions_per_trigger,
+        }
     reader: DataStreamReader = spark.readStream.format(fmt).options(**_options(fmt, cfg, extra))
     return reader.load(table_path(cfg, name))
 
@@ -311,6 +360,30 @@ def write_stream(
         else:
             extra["partitionBy"] = ",".join(partition_by)
     return writer.options(**_options(fmt, cfg, extra)).option("path", table_path(cfg, name))
+
+
+def latest_version(spark: SparkSession, cfg: Config, name: str) -> int:
+    """A table's newest version (-1 when there is no table yet)."""
+    if resolve_format(spark, cfg) == "delta":
+        if not table_exists(spark, cfg, name):
+            return -1
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        table = jvm.io.delta.tables.DeltaTable.forPath(spark._jsparkSession, table_path(cfg, name))  # type: ignore[attr-defined]
+        return int(table.history(1).head().getLong(0))
+    return log.latest_version(
+        DeltaRsOptions(path=table_path(cfg, name), storage_options=storage_options(cfg))
+    )
+
+
+def changed_partitions(
+    spark: SparkSession, cfg: Config, name: str, *, after_version: int, column: str
+) -> tuple[int, set[str | None]]:
+    """(the table's latest version, the values of partition column ``column`` that its commits
+    after ``after_version`` added files to or removed files from). Reads the Delta log, so it
+    works on tables either format wrote."""
+    opts = DeltaRsOptions(path=table_path(cfg, name), storage_options=storage_options(cfg))
+    latest = log.latest_version(opts)
+    return latest, log.changed_partitions(opts, after_version + 1, latest, column)
 
 
 def stream_query_id(cfg: Config, checkpoint: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 import time
@@ -16,11 +15,11 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs import register_data_sources
 from jobs.config import Config
 from jobs.delta import tables
-from jobs.errors import JobsError, QualityGateError, SourceError
+from jobs.errors import JobsError, SourceError
 from jobs.ingest.accounting import BatchStats
 from jobs.ingest.batch import Ingest
 from jobs.ingest.progress import ProgressLine, committed_offsets
-from jobs.session import spark_session
+from jobs.session import query_error, spark_session
 from jobs.sources import hub, hub_ends, read_events
 from jobs.stages.quality.compiled import compiled_checks
 from jobs.stages.residency import load_boundary
@@ -158,25 +157,3 @@ def _ends_reader(cfg: Config) -> Callable[[], dict[str, int] | None]:
             return None
 
     return read
-
-
-def query_error(error: Any) -> JobsError:
-    """The error the command exits with for a failed query: a ``fail`` rule keeps its own
-    (exit code 3), anything else is a failed query (exit code 1)."""
-    kind, message = failure_cause(error)
-    if kind == QualityGateError.__name__:
-        return QualityGateError(f"ingest query stopped: {message}")
-    return JobsError(f"ingest query failed: {kind}: {message}" if kind else message)
-
-
-def failure_cause(error: Any) -> tuple[str, str]:
-    """(error class, message) of the Python error at the bottom of a foreachBatch failure,
-    without the JVM stack; the class is empty when there is none."""
-    text = str(getattr(error, "desc", None) or error)
-    python_part = text.split("\n\tat ")[0]
-    lines = [line.strip() for line in python_part.splitlines() if line.strip()]
-    for line in reversed(lines):
-        match = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$", line)
-        if match:
-            return match.group(1), match.group(2)
-    return "", lines[-1] if lines else repr(error)

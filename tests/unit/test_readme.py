@@ -9,7 +9,7 @@ import pytest
 from jobs import lake
 from jobs.config import PROJECT_ROOT, load_config
 from jobs.errors import QualityGateError
-from jobs.ingest.query import failure_cause, query_error
+from jobs.session import failure_cause, query_error
 from jobs.stages.dedup import STATE
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
