@@ -25,6 +25,7 @@ BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, RELEASES = (
     "bronze", "quarantine", "dq_results", "dq_gx_results", "ingest_batches",
     "quarantine_releases",
 )  # fmt: skip
+ERASURES = "_state/erasures"  # erasure requests: the VIN's pseudonym, rows and files removed
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
 
 

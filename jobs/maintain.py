@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.config import Config
+from jobs.delta import changes
 from jobs.delta.tables import storage_options, table_path
 from jobs.errors import ConfigError
+from jobs.lake import ERASURES
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class MaintenanceResult:
     files_vacuumed: int
     version: int
     checkpoint: bool
+    files_erased: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -63,8 +66,10 @@ def run(
     results = []
     names = table_names(cfg)
     logger.info("maintaining %d tables under %s", len(names), cfg.lake.root)
+    erased = _erased_files(cfg)
     for name in names:
         table = DeltaTable(table_path(cfg, name), storage_options=options)
+        purged = 0 if dry_run else _purge(table, erased.get(name, []))
         before = len(table.file_uris())
         if not dry_run:
             table.optimize.compact(target_size=cfg.lake.target_file_mb * 1024 * 1024)
@@ -83,6 +88,7 @@ def run(
             files_vacuumed=len(vacuumed),
             version=table.version(),
             checkpoint=not dry_run,
+            files_erased=purged,
         )
         logger.info(
             "%s: %d -> %d files, %d vacuumed, version %d",
@@ -90,3 +96,32 @@ def run(
         )  # fmt: skip
         results.append(result)
     return results
+
+
+def _erased_files(cfg: Config) -> dict[str, list[str]]:
+    """Per table, the data files that erasures removed from it (``jobs.erase``)."""
+    import json
+
+    rows = changes.scan(cfg, ERASURES, ["files_removed"])
+    out: dict[str, list[str]] = {}
+    for text in rows.column("files_removed").to_pylist() if rows.num_columns else []:
+        for table, files in json.loads(text or "{}").items():
+            out.setdefault(table, []).extend(files)
+    return out
+
+
+def _purge(table: Any, files: list[str]) -> int:
+    """Delete, whatever the retention, erased files no longer in the table: a removed file
+    keeps an erased vehicle's rows until it is gone."""
+    import pyarrow.fs as pafs
+
+    current = set(table.file_uris())
+    purged = 0
+    for uri in files:
+        if uri in current:
+            continue
+        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else f"file://{uri}")
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_file(path)
+            purged += 1
+    return purged

@@ -25,6 +25,19 @@ def add(commands: Any) -> None:
                          help="publish what silver holds when the job starts, then stop")  # fmt: skip
     publish.set_defaults(handler=_publish)
 
+    erase = commands.add_parser(
+        "erase",
+        help="remove every row of one vehicle from every table (right to erasure)",
+        description="Delete every row of a VIN from bronze, silver, quarantine, the partner tables "
+        "and the alliance tables (by its pseudonym under every key version), recompute the gold "
+        "months it touched and record the request under the VIN's pseudonym. Run `maintain` "
+        "after it to delete the removed files.",
+    )
+    conf_args(erase)
+    erase.add_argument("--vin", required=True, help="the vehicle identification number")
+    erase.add_argument("--dry-run", action="store_true", help="report what would be removed")
+    erase.set_defaults(handler=_erase)
+
     ingest = commands.add_parser(
         "ingest",
         help="the main job: Event Hubs -> decode, residency, validation, dedup -> Delta tables",
@@ -118,4 +131,19 @@ def _publish(args: argparse.Namespace) -> int:
         result = run_publish(cfg, spark=spark, available_now=args.available_now)
         report = summary(spark, cfg, result)
     print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from jobs import register_data_sources
+    from jobs.erase import erase
+    from jobs.session import spark_session
+
+    cfg = load_config(args.conf, args.overrides)
+    with spark_session(cfg) as spark:
+        register_data_sources(spark)
+        result = erase(spark, cfg, args.vin, dry_run=args.dry_run)
+    report = dataclasses.asdict(result)
+    report["files_removed"] = {t: len(f) for t, f in result.files_removed.items()}
+    print(json.dumps(report, indent=2))
     return 0

@@ -30,6 +30,15 @@ MAX_STAT_STRING = 64
 # list the table. Their null counts are kept.
 UNSTATED = frozenset({"vin", "device_id", "safety_driver_id", "partitionKey", "lat", "lon",
                       "vehicle_pid"})  # fmt: skip
+
+
+def table_configuration(columns: list[str]) -> dict[str, str]:
+    """Table properties for a new table: other writers (delta-rs' deletes and compactions,
+    native Delta) keep statistics for these columns only, never for :data:`UNSTATED`."""
+    kept = [f"`{c}`" for c in columns if c not in UNSTATED]
+    return {"delta.dataSkippingStatsColumns": ",".join(kept)} if kept else {}
+
+
 LOCAL_SCHEMES = ("", "file")
 
 

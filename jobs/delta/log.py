@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
-from jobs.delta.files import delete_files, filesystem, join, read_commit
+from jobs.delta.files import delete_files, filesystem, join, read_commit, table_configuration
 from jobs.delta.options import DeltaRsOptions
 from jobs.errors import SinkError, SourceOptionError
 
@@ -146,6 +146,7 @@ def commit_files(
                 partition_by=list(opts.partition_by) or None,
                 storage_options=opts.storage_options or None,
                 commit_properties=properties,
+                configuration=table_configuration(schema.fieldNames()),
             )
             return
         existing = {f.name for f in table.schema().fields}

@@ -24,7 +24,6 @@ from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
 from jobs.config import Config
-from jobs.delta import log
 from jobs.delta.files import read_data_file
 from jobs.delta.log import checkpoint_query_id, snapshot_files
 from jobs.delta.options import DeltaRsOptions
@@ -85,7 +84,7 @@ def storage_options(cfg: Config) -> dict[str, str]:
     return {str(k): str(v) for k, v in options.items()}
 
 
-def _options(fmt: Format, cfg: Config, extra: dict[str, Any]) -> dict[str, str]:
+def format_options(fmt: Format, cfg: Config, extra: dict[str, Any]) -> dict[str, str]:
     options = {k: str(v) for k, v in extra.items() if v is not None}
     if fmt == "deltars":
         options.update({f"storage.{k}": v for k, v in storage_options(cfg).items()})
@@ -114,7 +113,7 @@ def write_table(
     writer = df.write.format(fmt).mode(mode)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.options(**_options(fmt, cfg, extra)).save(table_path(cfg, name))
+    writer.options(**format_options(fmt, cfg, extra)).save(table_path(cfg, name))
 
 
 def _deltars_write(
@@ -131,7 +130,7 @@ def _deltars_write(
     if txn is not None:
         extra.update(txnAppId=txn[0], txnVersion=txn[1])
     return DeltaRsOptions.from_options(
-        {"path": table_path(cfg, name), **_options("deltars", cfg, extra)}
+        {"path": table_path(cfg, name), **format_options("deltars", cfg, extra)}
     )
 
 
@@ -232,29 +231,6 @@ def append_arrow(
     write_table(df, cfg, name, partition_by=partition_by, txn=txn, merge_schema=True)
 
 
-def replace_partitions(
-    spark: SparkSession, cfg: Config, name: str, df: DataFrame, *, column: str, values: list[str]
-) -> int:
-    """Replace the partitions ``column IN values`` of a table with ``df`` (partitioned by
-    ``column``) in one commit: recomputing the same partitions writes the same rows. Returns the
-    rows written. With ``deltars`` the rows are collected to the driver."""
-    predicate = f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
-    if resolve_format(spark, cfg) == "delta":
-        df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy(
-            column
-        ).options(**_options("delta", cfg, {})).save(table_path(cfg, name))
-        return df.count()
-    from deltalake import write_deltalake
-
-    rows, path, options = df.toArrow(), table_path(cfg, name), storage_options(cfg) or None
-    if table_exists(spark, cfg, name):
-        write_deltalake(path, rows, mode="overwrite", predicate=predicate, partition_by=[column],
-                        storage_options=options)  # fmt: skip
-    else:
-        write_deltalake(path, rows, mode="append", partition_by=[column], storage_options=options)
-    return rows.num_rows
-
-
 def table_exists(spark: SparkSession, cfg: Config, name: str) -> bool:
     path = table_path(cfg, name)
     if resolve_format(spark, cfg) == "delta":
@@ -269,7 +245,7 @@ def read_table(
     spark: SparkSession, cfg: Config, name: str, *, version: int | None = None
 ) -> DataFrame:
     fmt = resolve_format(spark, cfg)
-    options = _options(fmt, cfg, {"versionAsOf": version})
+    options = format_options(fmt, cfg, {"versionAsOf": version})
     return spark.read.format(fmt).options(**options).load(table_path(cfg, name))
 
 
@@ -334,7 +310,9 @@ def read_stream(
             "endingVersion": ending_version,
             "maxVersionsPerTrigger": max_versions_per_trigger,
         }
-    reader: DataStreamReader = spark.readStream.format(fmt).options(**_options(fmt, cfg, extra))
+    reader: DataStreamReader = spark.readStream.format(fmt).options(
+        **format_options(fmt, cfg, extra)
+    )
     return reader.load(table_path(cfg, name))
 
 
@@ -359,31 +337,7 @@ def write_stream(
             writer = writer.partitionBy(*partition_by)
         else:
             extra["partitionBy"] = ",".join(partition_by)
-    return writer.options(**_options(fmt, cfg, extra)).option("path", table_path(cfg, name))
-
-
-def latest_version(spark: SparkSession, cfg: Config, name: str) -> int:
-    """A table's newest version (-1 when there is no table yet)."""
-    if resolve_format(spark, cfg) == "delta":
-        if not table_exists(spark, cfg, name):
-            return -1
-        jvm: Any = spark._jvm  # type: ignore[attr-defined]
-        table = jvm.io.delta.tables.DeltaTable.forPath(spark._jsparkSession, table_path(cfg, name))  # type: ignore[attr-defined]
-        return int(table.history(1).head().getLong(0))
-    return log.latest_version(
-        DeltaRsOptions(path=table_path(cfg, name), storage_options=storage_options(cfg))
-    )
-
-
-def changed_partitions(
-    spark: SparkSession, cfg: Config, name: str, *, after_version: int, column: str
-) -> tuple[int, set[str | None]]:
-    """(the table's latest version, the values of partition column ``column`` that its commits
-    after ``after_version`` added files to or removed files from). Reads the Delta log, so it
-    works on tables either format wrote."""
-    opts = DeltaRsOptions(path=table_path(cfg, name), storage_options=storage_options(cfg))
-    latest = log.latest_version(opts)
-    return latest, log.changed_partitions(opts, after_version + 1, latest, column)
+    return writer.options(**format_options(fmt, cfg, extra)).option("path", table_path(cfg, name))
 
 
 def stream_query_id(cfg: Config, checkpoint: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -48,6 +49,8 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     from jobs.devkit.simulator.output import send_to_eventhubs, write_files
     from jobs.ingest.query import run_ingest
     from jobs.ingest.summary import summary
+    from jobs.publish.query import run_publish
+    from jobs.publish.summary import summary as publish_summary
     from jobs.session import spark_session
     from jobs.stages.quality.compiled import compiled_checks
 
@@ -79,12 +82,25 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
             compiling.result()
             result = run_ingest(cfg, available_now=True, gx=params.gx, out=out, spark=spark)
             report = summary(spark, cfg, result.query_id)
+            _alliance_key(cfg, out)
+            out.write("run: publishing for partners\n")
+            report["publish"] = publish_summary(
+                spark, cfg, run_publish(cfg, spark=spark, available_now=True, out=out)
+            )
     report["sent"] = sent
     report["ingest_seconds"] = round(result.seconds, 1)
     report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
     report["total_seconds"] = round(time.monotonic() - began, 1)
     report["manifest"] = str(workdir / "simulated" / "manifest.jsonl")
     return report
+
+
+def _alliance_key(cfg: Config, out: TextIO) -> None:
+    """The alliance key for this local run: the configured variable's, or a random one."""
+    if not os.environ.get(cfg.sharing.pseudonym_key_env):
+        os.environ[cfg.sharing.pseudonym_key_env] = secrets.token_urlsafe(48)
+        out.write(f"run: {cfg.sharing.pseudonym_key_env} is not set: pseudonymizing with a random "
+                  f"key for this run\n")  # fmt: skip
 
 
 def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
@@ -107,6 +123,16 @@ def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     w(
         f"tables under {lake}/ (bronze, silver/*, quarantine, dq_results, dq_gx_results, ingest_batches)\n"
     )
+    publish = report.get("publish")
+    if publish:
+        w("each partner reads its own tables under partners/<id>/:\n")
+        for partner, rows in publish["published_rows"].items():
+            w(
+                f"  {partner:20s} {sum(rows.values()):>8,} rows in {len(publish['each_partner_reads'][partner])} tables\n"
+            )
+        w(f"every partner reads alliance/: {publish['alliance_rows']} pseudonymized rows; "
+          f"gold cells published {sum(publish['gold_cells'].values())}, suppressed "
+          f"{sum(publish['gold_suppressed'].values())} (fewer than the minimum vehicles or partners)\n")  # fmt: skip
     w(
         f"read one: .venv/bin/python -c \"import polars as pl; print(pl.read_delta('{lake}/silver/chassis_snapshot').head())\"\n"
     )

@@ -4,7 +4,7 @@ the months that new, late, replayed or erased silver rows touched, as whole-part
 
 A cell of an alliance table is published only when it has at least ``[sharing]
 min_vehicles_per_cell`` vehicles and ``min_partners_per_cell`` partners; a suppressed cell is left
-out and counted in ``alliance/gold/suppressed``. Partners' own summaries are not suppressed.
+out and counted in ``alliance/gold/suppressed`` (per table and month or week). Partners' own summaries are not suppressed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from jobs.config import Config
-from jobs.delta import tables
+from jobs.delta import changes, tables
 from jobs.lake import QUARANTINE, alliance_table, partner_table, silver_table
 
 logger = logging.getLogger(__name__)
@@ -61,27 +61,25 @@ def recompute(spark: SparkSession, cfg: Config, months: list[str]) -> GoldStats:
         "battery_health": _battery_health(silver, chassis),
         "infotainment_usage": _infotainment(spark, cfg, silver, weeks),
     }
+    week_keys = [w.isoformat() for w in weeks]
     suppressed_rows = []
     for name, df in cells.items():
         df = df.cache()
         kept = df.where(_enough(cfg))
-        key = "week_month" if name == "infotainment_usage" else "month"
+        key, keys = ("week", week_keys) if name == "infotainment_usage" else ("month", months)
         stats.published[name] = _rewrite(
-            spark, cfg, alliance_table(f"gold/{name}"), kept, key, months
+            spark, cfg, alliance_table(f"gold/{name}"), kept, key, keys
         )
         stats.suppressed[name] = df.count() - stats.published[name]
         suppressed_rows.append(
-            df.where(~_enough(cfg))
-            .groupBy(key)
-            .count()
-            .select(
-                F.lit(name).alias("table"), F.col(key).alias("month"), F.col("count").alias("cells")
+            df.where(~_enough(cfg)).groupBy(key).count().select(
+                F.lit(name).alias("table"), F.col(key).cast("string").alias("period"),
+                F.col("count").alias("cells"),
             )
-        )
+        )  # fmt: skip
         df.unpersist()
-    _rewrite(
-        spark, cfg, SUPPRESSED, reduce(DataFrame.unionByName, suppressed_rows), "month", months
-    )
+    suppressed = reduce(DataFrame.unionByName, suppressed_rows)
+    _rewrite(spark, cfg, SUPPRESSED, suppressed, "period", [*months, *week_keys])
     daily = _vehicle_daily(spark, cfg, silver, chassis)
     for partner in cfg.partner_ids:
         own = daily.where(F.col("partner_id") == partner).drop("partner_id")
@@ -109,7 +107,7 @@ def _rewrite(
     spark: SparkSession, cfg: Config, name: str, df: DataFrame, key: str, months: list[str]
 ) -> int:
     """Replace the table's partitions ``key IN months`` with ``df``; returns its rows."""
-    return tables.replace_partitions(spark, cfg, name, df, column=key, values=months)
+    return changes.replace_partitions(spark, cfg, name, df, column=key, values=months)
 
 
 class _Silver:
@@ -257,7 +255,7 @@ def _infotainment(
         .agg(F.count(F.lit(1)).alias("sessions"), (F.sum("duration_s") / 60).alias("minutes"),
              F.countDistinct("vin").alias("vehicles"), F.countDistinct("partner_id").alias("partners"))
     )  # fmt: skip
-    return cells.withColumn("week_month", F.date_format("week", "yyyy-MM"))
+    return cells.withColumn("week", F.col("week").cast("string"))
 
 
 def _vehicle_daily(
@@ -334,7 +332,7 @@ def _empty(spark: SparkSession, name: str) -> DataFrame:
         "battery_health": "month string, manufacturer string, model_year int, "
         "odometer_band_km long, vehicles long, partners long, sessions long, soh_p10 double, "
         "soh_p50 double, soh_p90 double, kwh_per_session double",
-        "infotainment_usage": "week date, partner_region string, feature string, sessions long, "
-        "minutes double, vehicles long, partners long, week_month string",
+        "infotainment_usage": "week string, partner_region string, feature string, "
+        "sessions long, minutes double, vehicles long, partners long",
     }
     return spark.createDataFrame([], schemas[name])

@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 
 from jobs import register_data_sources
 from jobs.config import Config
-from jobs.delta import tables
+from jobs.delta import changes, tables
 from jobs.errors import JobsError
 from jobs.lake import QUARANTINE, silver_table
 from jobs.publish import gold
@@ -77,7 +77,7 @@ def run_publish(
     for source in sources(cfg):
         if not tables.table_exists(spark, cfg, source.name):
             continue  # nothing to publish yet (the next start reads it)
-        ending = tables.latest_version(spark, cfg, source.name) if available_now else None
+        ending = changes.latest_version(spark, cfg, source.name) if available_now else None
         publisher = EventPublisher(spark, cfg, ring, source=source.name, table=source.table,
                                    event_type=source.event_type, date_column=source.date_column)  # fmt: skip
         checkpoint = f"{cfg.lake.checkpoints.rstrip('/')}/publish/{source.table}"
@@ -150,7 +150,7 @@ def publish_gold(spark: SparkSession, cfg: Config) -> gold.GoldStats:
     for source in sources(cfg):
         if not tables.table_exists(spark, cfg, source.name):
             continue
-        latest, values = tables.changed_partitions(
+        latest, values = changes.changed_partitions(
             spark, cfg, source.name, after_version=covered.get(source.name, -1),
             column=source.date_column,
         )  # fmt: skip

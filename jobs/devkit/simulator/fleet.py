@@ -73,8 +73,11 @@ def make_fleet(vehicles: int, partners: list[Partner], seed: int) -> list[Vehicl
         rng = random.Random(f"{seed}/vehicle/{i}")
         partner = partners[i % len(partners)]
         country, home_lat, home_lon = _HOMES.get(partner.region, _HOMES["eu"])
-        wmi = "".join(rng.choice(VIN_ALPHABET[:23]) for _ in range(3))
-        vin = wmi + "".join(rng.choice(VIN_ALPHABET) for _ in range(14))
+        # makers the partners share (BMW, Mercedes-Benz, Ford, Toyota, Hyundai, Tesla), model
+        # years 2021-2024 in VIN position 10
+        wmi = rng.choice(("WBA", "WDD", "1FA", "JTD", "KMH", "5YJ"))
+        body = "".join(rng.choice(VIN_ALPHABET) for _ in range(6))
+        vin = wmi + body + rng.choice("MNPR") + "".join(rng.choice(VIN_ALPHABET) for _ in range(7))
         is_ev = rng.random() < 0.4
         fleet.append(
             Vehicle(
