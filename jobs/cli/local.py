@@ -14,7 +14,7 @@ from jobs.config import load_config, resolve_secret
 from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
-BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency")
+BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency", "publish")
 
 
 def add(commands: Any) -> None:
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs import register_data_sources
-    from jobs.bench import delta_write, pipeline, quality, residency, vehicle
+    from jobs.bench import delta_write, pipeline, publish, quality, residency, vehicle
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
@@ -213,6 +213,11 @@ def _bench(args: argparse.Namespace) -> int:
                 "bench residency: the outline's verdict on %s positions", f"{args.events:,}"
             )
             report["residency"] = residency.run(spark, events=args.events, repeats=args.repeats)
+        if "publish" in only:
+            logger.info(
+                "bench publish: %s simulated events ingested, then published", f"{args.events:,}"
+            )
+            report["publish"] = publish.run(spark, cfg, events=args.events)
     print(json.dumps(report, indent=2))
     return 0
 

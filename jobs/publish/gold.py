@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -36,6 +37,7 @@ SUPPRESSED = alliance_table("gold/suppressed")
 @dataclass
 class GoldStats:
     months: list[str] = field(default_factory=list)
+    seconds: float = 0.0
     published: dict[str, int] = field(default_factory=dict)  # table -> cells written
     suppressed: dict[str, int] = field(default_factory=dict)  # table -> cells left out
 
@@ -49,6 +51,7 @@ def recompute(spark: SparkSession, cfg: Config, months: list[str]) -> GoldStats:
     stats = GoldStats(months=months)
     if not months:
         return stats
+    started = time.monotonic()
     days = [d for m in months for d in _days(m)]
     # infotainment is weekly: the weeks that start in these months, all their days
     weeks = sorted({d - timedelta(days=d.weekday()) for d in days})
@@ -85,6 +88,7 @@ def recompute(spark: SparkSession, cfg: Config, months: list[str]) -> GoldStats:
         own = daily.where(F.col("partner_id") == partner).drop("partner_id")
         _rewrite(spark, cfg, partner_table(partner, "gold/vehicle_daily"), own, "month", months)
     daily.unpersist()
+    stats.seconds = time.monotonic() - started
     logger.info(
         "gold for %s: %s published, %s suppressed", months, stats.published, stats.suppressed
     )
