@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help venv azurite test test-fast lint format run bench outline clean
+.PHONY: help venv azurite test test-fast lint format run bench outline dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the project with its dev extra
@@ -62,6 +62,9 @@ bench: $(STAMP) ## benchmarks, printed as ratios against a baseline measured in 
 outline: $(STAMP) $(WORLD_ATLAS) ## rebuild the residency outline (jobs/stages/residency/mainland_china.geojson)
 	$(BIN)/python -m jobs outline --world $(WORLD_ATLAS)
 
+dist: $(STAMP) ## build the wheel and the sdist into dist/ (schemas, suites and outline inside)
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 clean: ## remove the virtualenv, caches and local run output
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake .run simulated spark-warehouse metastore_db derby.log *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake .run simulated spark-warehouse metastore_db derby.log *.egg-info build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

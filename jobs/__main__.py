@@ -13,8 +13,15 @@ import sys
 
 from jobs.cli import main
 
-code = main()
-sys.stdout.flush()
-sys.stderr.flush()
-logging.shutdown()
-os._exit(code)
+
+def run() -> None:
+    """``python -m jobs`` and the ``vehicle-jobs`` script: the command, then a clean exit."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

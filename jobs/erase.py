@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -77,9 +77,9 @@ def erase(spark: SparkSession, cfg: Config, vin: str, *, dry_run: bool = False) 
             if removed:
                 result.files_removed[name] = removed
         tables.append_rows(spark, cfg, ERASURES, [{
-            "vehicle_pid": result.vehicle_pid, "requested_at": datetime.now(timezone.utc),
+            "vehicle_pid": result.vehicle_pid, "requested_at": datetime.now(UTC),
             "rows_removed": json.dumps(result.rows), "files_removed": json.dumps(result.files_removed),
-        }], ERASURES_SCHEMA, txn=("erase", int(datetime.now(timezone.utc).timestamp() * 1000)))  # fmt: skip
+        }], ERASURES_SCHEMA, txn=("erase", int(datetime.now(UTC).timestamp() * 1000)))  # fmt: skip
     logger.info("erase %s: %s rows%s", result.vehicle_pid[:12], sum(result.rows.values()),
                 " (dry run)" if dry_run else "")  # fmt: skip
     return result

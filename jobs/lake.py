@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -136,4 +136,4 @@ def batch_row(stats: Any) -> dict[str, Any]:
         for k, v in asdict(stats).items()
         if k in BATCHES_SCHEMA.fieldNames()
     }
-    return row | {"committed_at": datetime.now(timezone.utc)}
+    return row | {"committed_at": datetime.now(UTC)}

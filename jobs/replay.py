@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -106,7 +106,7 @@ def replay(
                 releases.append(passing.select(
                     "quarantine_id", "event_id", F.lit(table).alias("table"),
                     F.lit(run).alias("replay_run"),
-                    F.lit(datetime.now(timezone.utc)).cast("timestamp").alias("released_at"),
+                    F.lit(datetime.now(UTC)).cast("timestamp").alias("released_at"),
                 ))  # fmt: skip
         result.still_failing = result.candidates - sum(result.released.values())
         if releases and not dry_run:

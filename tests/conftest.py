@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ LOCAL_CONF = PROJECT_ROOT / "conf" / "local.toml"
 # enqueue time, and the envelope's lag rules compare the two: with a fixed date the "future
 # timestamp" events stopped being in the future a few days later (and in a month every event
 # would be too old).
-SIM_END = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+SIM_END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 SIM_PARAMS = SimulationParams(vehicles=40, events=4000, bad_rate=0.06, seed=7, end_time=SIM_END)
 
 

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -94,7 +94,7 @@ def run(spark: SparkSession, cfg: Config, *, events: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     messages = simulate(
         SimulationParams(
-            vehicles=200, events=events, bad_rate=0.03, seed=9, end_time=datetime.now(timezone.utc)
+            vehicles=200, events=events, bad_rate=0.03, seed=9, end_time=datetime.now(UTC)
         ),
         list(cfg.partners),
     )
@@ -235,7 +235,7 @@ def _latency(
 
     messages = simulate(
         SimulationParams(vehicles=100, events=rate * (seconds + 120) + 50, bad_rate=0.0, seed=21,
-                         end_time=datetime.now(timezone.utc)),
+                         end_time=datetime.now(UTC)),
         list(cfg.partners),
     )  # fmt: skip
     local = local_config(cfg, work)
@@ -272,7 +272,7 @@ def _latency(
 
             send_steadily(lambda: len(live) >= warm_up_batches or not query.is_alive()
                           or time.monotonic() >= deadline)  # fmt: skip
-            steady_from, steady_began = datetime.now(timezone.utc), time.monotonic()
+            steady_from, steady_began = datetime.now(UTC), time.monotonic()
             send_steadily(lambda: time.monotonic() - steady_began >= seconds)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and query.is_alive():

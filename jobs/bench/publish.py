@@ -14,7 +14,7 @@ import os
 import secrets
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def run(spark: SparkSession, cfg: Config, *, events: int) -> dict[str, Any]:
     )
     messages = simulate(
         SimulationParams(vehicles=200, events=events, bad_rate=0.03, seed=13,
-                         end_time=datetime.now(timezone.utc)),
+                         end_time=datetime.now(UTC)),
         list(cfg.partners),
     )  # fmt: skip
     with EmulatorProcess(work / "eh", fsync="never") as emu:

@@ -7,7 +7,7 @@ one-pass ``_dq_failures`` column over the same rows, plus the counts per rule de
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -26,7 +26,7 @@ EVENT_TYPE = "vehicle.chassis_snapshot"
 
 
 def run(spark: SparkSession, cfg: Config, *, events: int, repeats: int) -> dict[str, Any]:
-    end = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    end = datetime(2026, 1, 1, tzinfo=UTC)
     messages = simulate(
         SimulationParams(vehicles=200, events=events, bad_rate=0.03, seed=1, end_time=end),
         list(cfg.partners),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -26,7 +26,7 @@ from jobs.stages.vehicle.state import VehicleState
 def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any]:
     messages = simulate(
         SimulationParams(vehicles=max(200, events // 250), events=events, bad_rate=0.03, seed=11,
-                         end_time=datetime.now(timezone.utc)),
+                         end_time=datetime.now(UTC)),
         list(cfg.partners),
     )  # fmt: skip
     fields = fields_read(cfg.vehicle)

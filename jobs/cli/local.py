@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def _utc_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"expected an ISO-8601 time like 2026-11-23T12:00:00Z; got {text!r}"
         ) from None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _emulator(args: argparse.Namespace) -> int:

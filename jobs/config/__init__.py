@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from jobs import countries
 from jobs.config.toml import apply_overrides, build
@@ -24,6 +24,17 @@ from jobs.contract import VEHICLE_RULES
 from jobs.errors import ConfigError, SecretNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def shipped(name: str) -> Path:
+    """A folder the project ships (``schemas``, ``expectations``, ``conf``): the checkout's own
+    when running from one, else the copy inside the installed package (``jobs/data/``)."""
+    checkout = PROJECT_ROOT / name
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("jobs") / "data" / name))
+
+
 """The directory that holds conf/, schemas/ and expectations/ in a source checkout."""
 
 TableFormat = Literal["auto", "delta", "deltars"]
@@ -138,13 +149,11 @@ class QualityConfig:
 
     @property
     def schemas_path(self) -> Path:
-        return Path(self.schemas_dir) if self.schemas_dir else PROJECT_ROOT / "schemas"
+        return Path(self.schemas_dir) if self.schemas_dir else shipped("schemas")
 
     @property
     def expectations_path(self) -> Path:
-        return (
-            Path(self.expectations_dir) if self.expectations_dir else PROJECT_ROOT / "expectations"
-        )
+        return Path(self.expectations_dir) if self.expectations_dir else shipped("expectations")
 
 
 VehicleAction = Literal["warn", "quarantine", "fail", "off"]

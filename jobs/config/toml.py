@@ -4,12 +4,11 @@ errors that name the file, the key, what is allowed and what was given."""
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-
-import tomllib
 
 from jobs.errors import ConfigError
 

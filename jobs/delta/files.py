@@ -160,7 +160,7 @@ def _stat_value(value: Any, *, up: bool) -> Any:
 
 def _json_stat(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.timezone.utc) if value.tzinfo else value
+        value = value.astimezone(dt.UTC) if value.tzinfo else value
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     if isinstance(value, dt.date):
         return value.isoformat()

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,7 +62,7 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     workdir.mkdir(parents=True)
     cfg = local_config(cfg, workdir)
     sim = SimulationParams(vehicles=params.vehicles, events=params.events, bad_rate=params.bad_rate,
-                           seed=params.seed, end_time=datetime.now(timezone.utc),
+                           seed=params.seed, end_time=datetime.now(UTC),
                            max_body_bytes=cfg.quality.max_body_bytes)  # fmt: skip
     out.write(f"run: simulating {params.events:,} events from {params.vehicles} vehicles of "
               f"{len(cfg.partners)} partners ({params.bad_rate:.0%} bad input)\n")  # fmt: skip

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -199,7 +199,7 @@ class Ingest:
 
             def visible(wave: int) -> None:
                 if wave == 0:
-                    stats.silver_committed_at = datetime.now(timezone.utc)
+                    stats.silver_committed_at = datetime.now(UTC)
 
             silver_of = {silver_table(self.registry.latest(t).table): t for t in self.checks}
             with stats.step("write"):
@@ -249,7 +249,7 @@ class Ingest:
         counts = {(r.event_type, r.rule): r.failed for r in failures if r.rule is not None}
         per_type = self.validation.per_type(failures)
         finished = {"batch_seconds": round(time.monotonic() - stats.started, 3),
-                    "validated_at": datetime.now(timezone.utc)}  # fmt: skip
+                    "validated_at": datetime.now(UTC)}  # fmt: skip
         return [
             {"query_id": stats.query_id, "batch_id": stats.batch_id, "event_type": t,
              "suite": suite, "rule": rule, "on_failure": on_failure,

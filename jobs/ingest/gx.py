@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -110,7 +110,7 @@ class BackgroundValidation:
                 for (query_id, batch_id), _ in group
                 for suite, rule, ok in verdicts
             ]  # fmt: skip
-        validated_at = datetime.now(timezone.utc)
+        validated_at = datetime.now(UTC)
         # one commit for the group, idempotent by its last batch (versions only grow)
         tables.append_rows(self.spark, self.cfg, DQ_GX,
                            [row | {"validated_at": validated_at} for row in rows],

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
 from pyspark.sql import DataFrame, SparkSession
@@ -159,7 +159,7 @@ def publish_gold(spark: SparkSession, cfg: Config) -> gold.GoldStats:
     months = gold.months_of(touched)
     stats = gold.recompute(spark, cfg, months)
     if versions and (months or any(covered.get(k, -1) != v for k, v in versions.items())):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [{"source": k, "version": v, "months": ",".join(months), "computed_at": now}
                 for k, v in versions.items()]  # fmt: skip
         tables.append_rows(spark, cfg, GOLD_STATE, rows, GOLD_STATE_SCHEMA,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 
 import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
@@ -370,7 +371,7 @@ def test_asyncio_sdk_sends_and_receives(endpoint) -> None:
 
 
 def test_second_consumer_group_offset_and_enqueued_time_starts(endpoint) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     with _producer(endpoint) as producer:
         before = producer.get_partition_properties("2")["last_enqueued_sequence_number"]
@@ -381,7 +382,7 @@ def test_second_consumer_group_offset_and_enqueued_time_starts(endpoint) -> None
     by_offset = _receive(endpoint, "2", 1, starting_position=str(last.offset), inclusive=True)
     assert by_offset[0].sequence_number == last.sequence_number
     cut = last.enqueued_time + timedelta(milliseconds=1)  # after t2, before what comes next
-    _until(lambda: datetime.now(timezone.utc) > cut + timedelta(milliseconds=5))
+    _until(lambda: datetime.now(UTC) > cut + timedelta(milliseconds=5))
     _send(endpoint, "2", ["after"])
     by_time = _receive(endpoint, "2", 1, starting_position=cut)
     assert [e.body_as_str() for e in by_time] == ["after"]

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
@@ -112,14 +112,7 @@ def test_batch_read_returns_exactly_the_events_sent_with_the_connector_columns(s
     assert json.loads(first.body) == {"p": "2", "i": 7, "tag": "a"}
     assert first.properties == {"tag": "a", "i": "7"} and first.offset == "7"
     assert first.systemProperties["x-opt-sequence-number"] == "7"
-    assert (
-        abs(
-            (
-                datetime.now(timezone.utc) - first.enqueuedTime.replace(tzinfo=timezone.utc)
-            ).total_seconds()
-        )
-        < 300
-    )
+    assert abs((datetime.now(UTC) - first.enqueuedTime.replace(tzinfo=UTC)).total_seconds()) < 300
     ending = reader(spark, hub.conn, endingPositions=json.dumps({"2": 10, "3": "earliest"}))
     assert keys(ending.filter("partition != '0'").collect()) == [("2", i) for i in range(10)]
 
@@ -127,7 +120,7 @@ def test_batch_read_returns_exactly_the_events_sent_with_the_connector_columns(s
 def test_starting_positions_in_every_form(spark, hub) -> None:
     send(hub.conn, {"0": 10, "1": 10, "2": 10, "3": 10}, tag="old")
     time.sleep(1.2)
-    middle = datetime.now(timezone.utc).isoformat()
+    middle = datetime.now(UTC).isoformat()
     time.sleep(1.2)
     send(hub.conn, {"0": 3}, tag="new")
     assert len(reader(spark, hub.conn, startingPosition="latest").collect()) == 0

@@ -49,7 +49,7 @@ def _expected(df) -> list[dict]:
     for r in df.collect():
         out.append({
             "id": r.id, "p": r.p,
-            "ts": int((r.ts.replace(tzinfo=dt.timezone.utc) - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) / dt.timedelta(microseconds=1)),
+            "ts": int((r.ts.replace(tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1)),
             "d": r.d.isoformat(), "x": r.x, "s": r.s, "flag": r.flag,
         })  # fmt: skip
     return sorted(out, key=lambda r: json.dumps(r, sort_keys=True, default=str))
@@ -422,7 +422,7 @@ def test_append_rows_from_the_driver_once_per_txn_adding_columns(spark, tmp_path
 
     cfg = load_config(LOCAL_CONF, [f"lake.root={tmp_path}"])
     first = T.StructType([T.StructField("n", T.LongType()), T.StructField("at", T.TimestampType())])
-    at = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.timezone.utc)
+    at = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
     for _ in range(2):
         append_rows(spark, cfg, "log", [{"n": 1, "at": at}], first, txn=("rows", 1))
     wider = first.add("note", T.StringType())

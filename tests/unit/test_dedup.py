@@ -1,12 +1,12 @@
 """Which events of a batch are duplicates (jobs.dedup): in the batch and against recorded ids."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
 from jobs.stages.dedup import SEEN_SCHEMA, duplicates
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TS = pa.timestamp("us", "UTC")
 
 

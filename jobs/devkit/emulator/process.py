@@ -10,10 +10,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from jobs.config import PROJECT_ROOT
+from jobs.config import PROJECT_ROOT, shipped
 from jobs.errors import JobsError
 
-DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "eventhubs-emulator.json"
+DEFAULT_CONFIG = shipped("conf") / "eventhubs-emulator.json"
 
 
 class EmulatorProcess:

@@ -14,7 +14,7 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs.config import Partner
@@ -356,5 +356,5 @@ def materialize(events: list[SimEvent], offset: float) -> None:
 
 def iso(t: float) -> str:
     """Epoch seconds to the wire format: ISO 8601 UTC with milliseconds and 'Z'."""
-    stamp = datetime.fromtimestamp(t, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(t, tz=UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

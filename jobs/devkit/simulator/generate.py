@@ -9,7 +9,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs.config import Partner
@@ -63,7 +63,7 @@ def simulate(params: SimulationParams, partners: list[Partner]) -> list[Message]
     for vehicle in fleet:
         events.extend(drive(vehicle, per_vehicle + (1 if vehicle.index < extra else 0), 0.0))
     events.sort(key=lambda e: (e.t, e.vehicle.index, e.doc["seq_num"]))
-    end = params.end_time or datetime.now(timezone.utc).replace(microsecond=0)
+    end = params.end_time or datetime.now(UTC).replace(microsecond=0)
     materialize(events, end.timestamp() - 1.0 - max(e.t for e in events))
     logger.info("generated %s clean events for %s vehicles", f"{len(events):,}", len(fleet))
     return _inject(events, params)

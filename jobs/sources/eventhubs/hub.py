@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs.errors import SourceError, SourceOptionError
@@ -80,7 +80,7 @@ class Hub:
         start: Any = position.value
         if position.kind == "time":
             assert isinstance(position.value, int)
-            start = datetime.fromtimestamp(position.value / 1000, tz=timezone.utc)
+            start = datetime.fromtimestamp(position.value / 1000, tz=UTC)
         first = _peek(self.options, pid, start, position.inclusive)
         return state.end if first is None else first
 

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs.errors import SourceOptionError
@@ -59,7 +59,7 @@ def parse_position(raw: Any, option: str) -> Position:
             f"ISO-8601 time like 2026-11-23T08:00:00Z or a JSON position; got {text!r}"
         ) from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return Position("time", int(stamp.timestamp() * 1000))
 
 
