@@ -41,18 +41,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+from pyspark.sql import datasource
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
     DataSourceReader,
-    DataSourceStreamArrowWriter,
     DataSourceStreamReader,
-    EqualTo,
-    Filter,
-    In,
     InputPartition,
     WriterCommitMessage,
 )
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from jobs.delta import log
@@ -117,14 +116,23 @@ class DeltaRsWriter(DataSourceArrowWriter):
         delete_written(self.opts, _files(messages))
 
 
-class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
+# Spark 4.1 hands a streaming writer Arrow batches; 4.0 has only the row-based writer, and no
+# filter pushdown (its readers read every file and Spark filters).
+_STREAM_WRITER: Any = (
+    getattr(datasource, "DataSourceStreamArrowWriter", None) or datasource.DataSourceStreamWriter
+)
+_PUSHED = tuple(getattr(datasource, n) for n in ("EqualTo", "In") if hasattr(datasource, n))
+_ROWS_PER_BATCH = 10_000
+
+
+class DeltaRsStreamWriter(_STREAM_WRITER):  # type: ignore[misc]
     """Streaming writes: one Delta version per micro-batch, idempotent by (txnAppId, batch id)."""
 
     def __init__(self, opts: DeltaRsOptions, schema: StructType, overwrite: bool) -> None:
         self.opts, self.spark_schema, self.overwrite = opts, schema, overwrite
 
     def write(self, iterator: Iterator[Any]) -> DeltaRsCommitMessage:
-        return DeltaRsCommitMessage(write_task(self.opts, iterator))
+        return DeltaRsCommitMessage(write_task(self.opts, _arrow(iterator, self.spark_schema)))
 
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         log.commit_files(
@@ -134,6 +142,21 @@ class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
 
     def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         delete_written(self.opts, _files(messages))
+
+
+def _arrow(items: Iterator[Any], schema: StructType) -> Iterator[pa.RecordBatch]:
+    """Arrow batches as Spark 4.1 gives them, or built from the rows Spark 4.0 gives."""
+    arrow_schema, rows = to_arrow_schema(schema), []
+    for item in items:
+        if isinstance(item, pa.RecordBatch):
+            yield item
+            continue
+        rows.append(item.asDict(recursive=True))
+        if len(rows) >= _ROWS_PER_BATCH:
+            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+            rows = []
+    if rows:
+        yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
 
 def _files(messages: Sequence[WriterCommitMessage | None]) -> list[dict[str, Any]]:
@@ -154,13 +177,13 @@ class DeltaRsReader(DataSourceReader):
         self.opts, self.spark_schema = opts, schema
         self.partition_filters: list[tuple[str, set[str]]] = []
 
-    def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
+    def pushFilters(self, filters: list[Any]) -> Iterator[Any]:
         # Pruning only: every filter is handed back, so Spark still applies it row by row.
         for f in filters:
-            if isinstance(f, EqualTo) and len(f.attribute) == 1:
-                self.partition_filters.append((f.attribute[0], {str(f.value)}))
-            elif isinstance(f, In) and len(f.attribute) == 1:
-                self.partition_filters.append((f.attribute[0], {str(v) for v in f.value}))
+            if isinstance(f, _PUSHED) and len(f.attribute) == 1:
+                values = getattr(f, "value", None)
+                values = [values] if type(f).__name__ == "EqualTo" else list(values or [])
+                self.partition_filters.append((f.attribute[0], {str(v) for v in values}))
             yield f
 
     def partitions(self) -> Sequence[InputPartition]:
@@ -228,8 +251,6 @@ def _group(files: list[tuple[str, dict[str, str | None]]]) -> list[InputPartitio
 def _read_files(
     opts: DeltaRsOptions, schema: StructType, partition: InputPartition
 ) -> Iterator[Any]:
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     arrow_schema = to_arrow_schema(schema)
     files = partition.files if isinstance(partition, DeltaRsFiles) else ()
     for path, values in files:

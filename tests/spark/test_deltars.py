@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pyspark.errors import PySparkException
 from pyspark.sql import functions as F
-from pyspark.sql.datasource import EqualTo
+from pyspark.sql import datasource
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import load_config
@@ -101,11 +101,12 @@ def test_files_carry_partition_values_and_statistics(written) -> None:
         assert s["minValues"]["ts"].endswith("Z")
 
 
+@pytest.mark.skipif(not hasattr(datasource, "EqualTo"), reason="Spark 4.0 has no filter pushdown")
 def test_partition_filters_prune_files(spark, written) -> None:
     df, path = written
     reader = DeltaRsReader(DeltaRsOptions.from_options({"path": path}), df.schema)
     all_files = sum(len(p.files) for p in reader.partitions())
-    list(reader.pushFilters([EqualTo(("p",), "p1")]))
+    list(reader.pushFilters([datasource.EqualTo(("p",), "p1")]))
     pruned = [f for p in reader.partitions() for f in p.files]
     assert 0 < len(pruned) < all_files
     assert all(dict(values)["p"] == "p1" for _, values in pruned)
