@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help venv azurite test test-fast lint format run bench outline dist clean
+.PHONY: help venv azurite test test-spark40 test-fast lint format run bench outline dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,8 +47,23 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests
 	$(BIN)/ruff format jobs tests
 
-test: $(STAMP) $(AZURITE) $(WORLD_ATLAS) lint ## lint, then the whole test suite
+test: $(STAMP) $(AZURITE) $(WORLD_ATLAS) lint ## lint, then the whole test suite, then end to end on Spark 4.0
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-spark40
+
+# Spark 4.0 (Databricks 17.3 LTS): pyspark 4.0 in a second virtualenv whose other packages come
+# from .venv; the end-to-end ingest test runs there.
+SPARK40 := $(VENV)/spark40
+$(SPARK40)/.installed: $(STAMP)
+	@test -x $(SPARK40)/bin/python || $(BIN)/python -m venv $(SPARK40)
+	$(BIN)/python -c 'import site; print(site.getsitepackages()[0])' > "$$($(SPARK40)/bin/python -c 'import site; print(site.getsitepackages()[0])')/dependencies.pth"
+	$(SPARK40)/bin/python -m pip install --quiet --no-deps pyspark==4.0.1
+	@touch $@
+
+test-spark40: $(SPARK40)/.installed ## the end-to-end ingest test on pyspark 4.0
+	$(SPARK40)/bin/python -c 'import pyspark; assert pyspark.__version__.startswith("4.0."), pyspark.__version__'
+	PYSPARK_PYTHON=$(abspath $(SPARK40)/bin/python) PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK40)/bin/python) \
+		$(SPARK40)/bin/python -m pytest -p no:cacheprovider tests/e2e/test_crafted_input.py
 
 test-fast: $(STAMP) ## the tests that need no Spark and no services
 	$(BIN)/python -m pytest -m "not spark and not slow"
