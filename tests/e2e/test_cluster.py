@@ -25,7 +25,7 @@ LAUNCHER = PROJECT_ROOT / "deploy" / "spark-submit" / "vehicle_jobs.py"
 CLUSTER_CONF = """
 environment = "cluster-test"
 [source]
-max_events_per_trigger = 500
+max_events_per_trigger = 600
 trigger_interval_s = 0.5
 [lake]
 root = "{root}"

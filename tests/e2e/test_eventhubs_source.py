@@ -223,7 +223,7 @@ def mark(batches):
     yield from batches
 
 query = (spark.readStream.format("eventhubs").option("connectionString", conn)
-    .option("eventHubName", "vehicle-events").option("maxEventsPerTrigger", "150").load()
+    .option("eventHubName", "vehicle-events").option("maxEventsPerTrigger", "300").load()
     .select("partition", "sequenceNumber").mapInArrow(mark, "partition string, sequenceNumber long")
     .writeStream.format("parquet").option("path", out).option("checkpointLocation", ckpt)
     .trigger(processingTime="200 milliseconds").start())

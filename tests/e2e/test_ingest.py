@@ -205,7 +205,7 @@ def _no_china_data_anywhere(cfg, dropped) -> None:
 CRASH_CONF = """
 environment = "crash-test"
 [source]
-max_events_per_trigger = 400
+max_events_per_trigger = 600
 trigger_interval_s = 0.5
 [lake]
 root = "{root}"
