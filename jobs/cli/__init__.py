@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from jobs import __version__
-from jobs.cli import local, pipeline
+from jobs.cli import local, pipeline, share
 from jobs.errors import JobsError
 
 logger = logging.getLogger("jobs")
@@ -75,4 +75,5 @@ def _parser() -> argparse.ArgumentParser:
 
     pipeline.add(commands)
     local.add(commands)
+    share.add(commands)
     return parser

@@ -9,6 +9,7 @@ the configuration, only the names of environment variables that hold them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -271,6 +272,33 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class ShareConfig:
+    """The Delta Sharing server (``python -m jobs share-server``) and its recipients."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    endpoint: str | None = None  # the URL partners use; default http://<host>:<port>/delta-sharing
+    url_ttl_s: int = 900  # a file URL's life
+    token_days: int = 90  # a new recipient token's life
+    recipients_file: str | None = None  # local JSON; default <lake root>/_sharing/recipients.json
+    url_key_env: str = "SHARE_URL_KEY"  # signs file URLs; unset: a random key per server process
+    alliance_share: str = "alliance"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.url_ttl_s <= 7 * 24 * 3600:
+            raise ValueError(f"url_ttl_s: expected 1..604800 seconds; got {self.url_ttl_s}")
+        if self.token_days < 1:
+            raise ValueError(f"token_days: expected 1 or more; got {self.token_days}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: expected 0..65535; got {self.port}")
+
+    def endpoint_url(self, port: int | None = None) -> str:
+        return (self.endpoint or f"http://{self.host}:{port or self.port}/delta-sharing").rstrip(
+            "/"
+        )
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     """Session settings; on a cluster leave master unset and let the platform decide."""
 
@@ -292,6 +320,7 @@ class Config:
     residency: ResidencyConfig = field(default_factory=ResidencyConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    share: ShareConfig = field(default_factory=ShareConfig)
     vehicle: VehicleConfig = field(default_factory=VehicleConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     path: str = "<memory>"
@@ -303,6 +332,10 @@ class Config:
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"partners: partner ids must be unique; repeated: {dupes}")
+        if self.share.alliance_share in ids:
+            raise ValueError(
+                f"share.alliance_share: {self.share.alliance_share!r} is also a partner id"
+            )
 
     @property
     def partner_ids(self) -> list[str]:
@@ -324,6 +357,23 @@ def resolve_secret(env_name: str, *, purpose: str) -> str:
             f"Export it (or set it from your secret store) before starting the job."
         )
     return value
+
+
+def storage_options(cfg: Config) -> dict[str, str]:
+    """delta-rs storage options of the lake from the JSON in ``[lake] storage_options_env`` (a secret)."""
+    if not cfg.lake.storage_options_env:
+        return {}
+    raw = os.environ.get(cfg.lake.storage_options_env)
+    if not raw:
+        raise ConfigError(
+            f"environment variable {cfg.lake.storage_options_env} ([lake].storage_options_env) is "
+            f"not set; it must hold the delta-rs storage options as a JSON object"
+        )
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{cfg.lake.storage_options_env} does not hold a JSON object") from None
+    return {str(k): str(v) for k, v in options.items()}
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:

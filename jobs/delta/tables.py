@@ -9,9 +9,7 @@ turns names into paths under ``[lake] root``.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple
@@ -23,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
-from jobs.config import Config
+from jobs.config import Config, storage_options
 from jobs.delta.files import read_data_file
 from jobs.delta.log import checkpoint_query_id, snapshot_files
 from jobs.delta.options import DeltaRsOptions
@@ -65,23 +63,6 @@ def resolve_format(spark: SparkSession, cfg: Config) -> Format:
 
 def table_path(cfg: Config, name: str) -> str:
     return f"{cfg.lake.root.rstrip('/')}/{name}"
-
-
-def storage_options(cfg: Config) -> dict[str, str]:
-    """delta-rs storage options from the JSON in ``[lake] storage_options_env`` (a secret)."""
-    if not cfg.lake.storage_options_env:
-        return {}
-    raw = os.environ.get(cfg.lake.storage_options_env)
-    if not raw:
-        raise ConfigError(
-            f"environment variable {cfg.lake.storage_options_env} ([lake].storage_options_env) is "
-            f"not set; it must hold the delta-rs storage options as a JSON object"
-        )
-    try:
-        options = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ConfigError(f"{cfg.lake.storage_options_env} does not hold a JSON object") from None
-    return {str(k): str(v) for k, v in options.items()}
 
 
 def format_options(fmt: Format, cfg: Config, extra: dict[str, Any]) -> dict[str, str]:
