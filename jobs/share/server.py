@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -296,12 +297,13 @@ class SharingApp:
             raise VersionError(f"versions {first}..{last} are not within 0..{latest}")
         snap = log.snapshot(first)  # the metadata the range starts from; later ones follow
         fmt = self._format(request, snap)
+        snap = replace(snap, metadata=_feed(snap.metadata), protocol=_feed_protocol(snap.protocol))
         lines = self._header_lines(snap, fmt, version=first)
         files = 0
         for version, when, kind, action in log.changes(first, last):
             if kind == "metaData":
                 if (history or as_query) and version > first:  # the first is the header's
-                    meta = {"deltaMetadata": action} if fmt == "delta" else {
+                    meta = {"deltaMetadata": _feed(action)} if fmt == "delta" else {
                         k: v for k, v in action.items() if k != "createdTime"}  # fmt: skip
                     lines.append({"metaData": {**meta, "version": version}})
                 continue
@@ -354,6 +356,20 @@ def safe_path(root: str, table_path: str, file: str) -> str | None:
     if real != os.path.normpath(candidate) or os.path.commonpath([base, real]) != base:
         return None
     return real if os.path.isfile(real) else None
+
+
+def _feed(metadata: dict) -> dict:
+    """Metadata that lets a reader replay the changes we send (docs/design.md: the change feed
+    is each commit's added and removed files, or its change data files where it wrote some)."""
+    conf = {**(metadata.get("configuration") or {}), "delta.enableChangeDataFeed": "true"}
+    return {**metadata, "configuration": conf}
+
+
+def _feed_protocol(protocol: dict) -> dict:
+    if protocol["minWriterVersion"] < 7:
+        return {**protocol, "minWriterVersion": max(protocol["minWriterVersion"], 4)}
+    features = sorted({*protocol.get("writerFeatures", ()), "changeDataFeed"})
+    return {**protocol, "writerFeatures": features}
 
 
 def _enough(files: list[dict], limit: int) -> list[dict]:
