@@ -176,6 +176,60 @@ def test_gold_agrees_with_an_independent_computation(published, messages) -> Non
     )
 
 
+def test_partners_read_the_published_tables_through_the_sharing_server(published, tmp_path) -> None:
+    """The published lake served to two partners: each reads its own tables and the alliance's
+    with the official client, row for row what delta-rs reads, and lists nothing else."""
+    import delta_sharing
+
+    from jobs.share.recipients import Recipients, profile
+    from tests.e2e.sharing import share_server
+
+    cfg, _ = published
+    cfg = dataclasses.replace(cfg, share=dataclasses.replace(
+        cfg.share, recipients_file=str(tmp_path / "recipients.json")))  # fmt: skip
+    overrides = [
+        "--set",
+        f"lake.root={cfg.lake.root}",
+        "--set",
+        f"share.recipients_file={cfg.share.recipients_file}",
+    ]
+    with share_server(overrides, tmp_path / "server.log") as server:
+        for partner in cfg.partner_ids[:2]:
+            recipient, token = Recipients(cfg).create(partner)
+            prof = tmp_path / f"{partner}.share"
+            prof.write_text(json.dumps(profile(server["endpoint"], token, recipient)))
+            listed = delta_sharing.SharingClient(str(prof)).list_all_tables()
+            assert {t.share for t in listed} == {partner, "alliance"}
+            names = {(t.share, t.schema, t.name) for t in listed}
+            assert (partner, "events", "dtc") in names and (
+                "alliance",
+                "gold",
+                "dtc_rates",
+            ) in names
+            for share, schema, name, table in [
+                (partner, "events", "dtc", partner_table(partner, "dtc")),
+                (partner, "gold", "vehicle_daily", partner_table(partner, "gold/vehicle_daily")),
+                ("alliance", "events", "disengagement", alliance_table("disengagement")),
+            ]:
+                direct = _read(cfg, table)
+                for delta_format in (False, True):
+                    shared = delta_sharing.load_as_pandas(
+                        f"{prof}#{share}.{schema}.{name}", use_delta_format=delta_format)  # fmt: skip
+                    assert len(shared) == direct.height > 0, (table, delta_format)
+                    assert set(shared.columns) == set(direct.columns), table
+                    for column in (
+                        "event_id",
+                        "partner_id",
+                        "vehicle_pid",
+                        "vin",
+                        "day",
+                        "km_driven",
+                    ):
+                        if column in direct.columns:
+                            assert sorted(map(str, shared[column])) == sorted(
+                                map(str, direct[column].to_list())), (table, column)  # fmt: skip
+
+
 def test_publishing_again_adds_nothing(published, spark) -> None:
     cfg, _ = published
     before = {

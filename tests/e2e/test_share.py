@@ -5,9 +5,6 @@ table versions; isolation between partners, tokens, file URLs, and readers durin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -24,8 +21,8 @@ import requests
 from jobs.config import PROJECT_ROOT, load_config
 from jobs.share.recipients import Recipients, profile
 from jobs.share.signing import Signer
+from tests.e2e.sharing import URL_KEY, share_server
 
-URL_KEY = "a-url-signing-key-for-tests-only-0123456789abcdef"
 A, B = "alpine-motors", "pacific-fleet"
 
 
@@ -76,19 +73,8 @@ def conf(lake) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(lake, conf):
-    env = {**os.environ, "SHARE_URL_KEY": URL_KEY}
-    log = lake.parent / "server.log"  # a file, not a pipe: a full pipe would stall the server
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs", "share-server", *conf, "--port", "0"],
-                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
-                                text=True)  # fmt: skip
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("serving "), log.read_text()
-        yield {"endpoint": line.split()[1], "proc": proc, "log": log}
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    with share_server(conf, lake.parent / "server.log") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
