@@ -14,7 +14,7 @@ from jobs.config import load_config, resolve_secret
 from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
-BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency", "publish")
+BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency", "publish", "share")
 
 
 def add(commands: Any) -> None:
@@ -190,6 +190,16 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = load_config(args.conf, args.overrides)
     only = set(args.only or BENCHMARKS)
     report = {}
+    if "share" in only:
+        from jobs.bench import share
+
+        logger.info(
+            "bench share: %s rows through the sharing server and directly", f"{args.events * 4:,}"
+        )
+        report["share"] = share.run(cfg, rows=args.events * 4, repeats=args.repeats)
+        if only == {"share"}:
+            print(json.dumps(report, indent=2))
+            return 0
     with spark_session(cfg) as spark:
         register_data_sources(spark)
         if "delta_write" in only:

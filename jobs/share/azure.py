@@ -14,7 +14,9 @@ def sas_url(cfg: Config, storage_options: dict[str, str], path: str, ttl_s: int)
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
     root = urlparse(cfg.lake.root)
-    account = storage_options.get("azure_storage_account_name") or root.hostname.split(".")[0]
+    account = (
+        storage_options.get("azure_storage_account_name") or (root.hostname or "").split(".")[0]
+    )
     key = storage_options.get("azure_storage_account_key")
     if not key:
         raise ConfigError("share: signing Azure file URLs needs azure_storage_account_key in the "

@@ -256,8 +256,9 @@ class SharingApp:
         if not isinstance(body, dict):
             raise _bad("the request body must be a JSON object")
         log = self._log(table)
-        if body.get("startingVersion") is not None:
-            return self._changes(request, recipient, table, log, _int(body, "startingVersion"),
+        starting = _int(body, "startingVersion")
+        if starting is not None:
+            return self._changes(request, recipient, table, log, starting,
                                  _int(body, "endingVersion"), as_query=True)  # fmt: skip
         version = _int(body, "version")
         if body.get("timestamp") is not None:

@@ -100,7 +100,7 @@ class SharedLog:
             actions = read_commit(self.uri, self.storage_options, version)
         except (FileNotFoundError, OSError):
             return None
-        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
         return info.get("timestamp")
 
     def version_at(self, when: datetime, *, at_or_after: bool) -> int:
@@ -168,7 +168,7 @@ class SharedLog:
         """(version, commit time in ms, kind, Delta action) of the data changes of versions
         ``first..last``: a commit's change data files when it wrote any, else its added and
         removed files; rewrites that change no data (compaction) are left out."""
-        out = []
+        out: list[tuple[int, int, str, dict[str, Any]]] = []
         for version in range(first, last + 1):
             try:
                 actions = read_commit(self.uri, self.storage_options, version)
