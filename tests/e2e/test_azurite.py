@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -82,3 +83,46 @@ def test_round_trip_through_azure_blob(spark, azurite) -> None:
     rows = read_with("polars", path, ["id"], storage_options=azurite)
     assert len(rows) == 400
     assert not Path(path).exists()  # nothing leaked to a local directory named like the URI
+
+
+def test_the_sharing_server_hands_out_sas_urls_of_azure_blobs(azurite, tmp_path) -> None:
+    """A lake on Azure storage: the server lists and serves it, file URLs are read-only SAS URLs
+    of the blobs (not the server's own), and the client reads through them."""
+    import delta_sharing
+    import deltalake
+    import pyarrow as pa
+    import requests
+
+    from jobs.config import load_config
+    from jobs.share.recipients import Recipients, profile
+    from tests.e2e.sharing import share_server
+
+    rows = pa.table(
+        {"event_id": [f"e{i}" for i in range(50)], "event_date": ["2026-01-01", "2026-01-02"] * 25}
+    )
+    deltalake.write_deltalake("az://lake/share/partners/alpine-motors/dtc", rows,
+                              partition_by=["event_date"], storage_options=azurite)  # fmt: skip
+    overrides = ["--set", "lake.root=az://lake/share", "--set", "lake.storage_options_env=TEST_LAKE_OPTIONS",
+                 "--set", f"share.recipients_file={tmp_path / 'recipients.json'}"]  # fmt: skip
+    cfg = load_config(PROJECT_ROOT / "conf" / "local.toml", overrides[1::2])
+    recipient, token = Recipients(cfg).create("alpine-motors")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TEST_LAKE_OPTIONS", json.dumps(azurite))
+        with share_server(overrides, tmp_path / "server.log") as server:
+            prof = tmp_path / "alpine.share"
+            prof.write_text(json.dumps(profile(server["endpoint"], token, recipient)))
+            url = f"{prof}#alpine-motors.events.dtc"
+            r = requests.post(server["endpoint"] + "/shares/alpine-motors/schemas/events/tables/dtc/query",
+                              headers={"Authorization": f"Bearer {token}"}, json={}, timeout=30)  # fmt: skip
+            urls = [json.loads(x)["file"]["url"] for x in r.text.splitlines() if '"file"' in x]
+            assert len(urls) == 2 and all(
+                u.startswith(azurite["azure_storage_endpoint"]) and "sig=" in u and "sp=r" in u
+                for u in urls
+            )
+            assert requests.get(urls[0].split("?")[0], timeout=30).status_code in (
+                403,
+                404,
+            )  # no SAS, no read
+            for delta_format in (False, True):
+                shared = delta_sharing.load_as_pandas(url, use_delta_format=delta_format)
+                assert sorted(shared["event_id"]) == sorted(rows["event_id"].to_pylist())
