@@ -8,8 +8,8 @@ import json
 import pytest
 
 from jobs.cli import main
+from jobs.share.files import safe_path
 from jobs.share.predicates import file_filter
-from jobs.share.server import safe_path
 
 DAY = {"event_date": "2026-01-02", "month": "2026-01"}
 
