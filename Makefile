@@ -47,8 +47,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests
 	$(BIN)/ruff format jobs tests
 
+# Two workers, whole files each: most tests wait on processes and polls more than they compute.
 test: $(STAMP) $(AZURITE) $(WORLD_ATLAS) lint ## lint, then the whole test suite, then end to end on Spark 4.0
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-spark40
 
 # Spark 4.0 (Databricks 17.3 LTS): pyspark 4.0 in a second virtualenv whose other packages come
