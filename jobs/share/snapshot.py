@@ -56,6 +56,8 @@ def _partition_string(value: Any) -> str | None:
         return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode("latin-1")  # the protocol: one character per byte
     return str(value)
 
 
