@@ -270,13 +270,23 @@ def read_data_file(
         for target in schema:
             if target.name in partition_values:
                 raw = partition_values[target.name]
-                value = pa.array([raw] * batch.num_rows, pa.string())
-                columns.append(pc.cast(value, target.type))
+                if pa.types.is_binary(target.type) or pa.types.is_large_binary(target.type):
+                    data = None if raw is None else _binary_partition(raw)
+                    columns.append(pa.array([data] * batch.num_rows, target.type))
+                else:
+                    value = pa.array([raw] * batch.num_rows, pa.string())
+                    columns.append(pc.cast(value, target.type))
             elif target.name in batch.schema.names:
                 columns.append(batch.column(target.name).cast(target.type))
             else:
                 columns.append(pa.nulls(batch.num_rows, target.type))
         yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _binary_partition(text: str) -> bytes:
+    """A binary partition value from its text in the log: Delta Spark writes the bytes' UTF-8
+    text (``surrogateescape`` carries bytes that are not UTF-8 through delta-rs' reading)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def read_commit(root: str, storage_options: dict[str, str], version: int) -> list[dict[str, Any]]:

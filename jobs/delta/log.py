@@ -35,6 +35,14 @@ def open_table(opts: DeltaRsOptions, version: int | None = None) -> Any:
             f"deltars: table {opts.path} uses reader features {unsupported} that this source "
             f"cannot read; use native Delta (format 'delta') for it"
         )
+    # protocol 2/5 tables say column mapping only in their configuration
+    mode = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    if mode != "none":
+        raise SourceOptionError(
+            f"deltars: table {opts.path} uses column mapping (mode {mode}): its files name "
+            f"columns by physical names this source does not map; use native Delta (format "
+            f"'delta') for it"
+        )
     return table
 
 
@@ -48,7 +56,8 @@ def spark_schema(opts: DeltaRsOptions) -> StructType:
     table = open_table(opts, opts.version_as_of)
     if table is None:
         raise SourceOptionError(f"deltars: no Delta table at {opts.path}")
-    return from_arrow_schema(_arrow_schema(table))
+    # Delta's timestamp_ntz is Arrow's timestamp without a zone (timestamp has UTC)
+    return from_arrow_schema(_arrow_schema(table), prefer_timestamp_ntz=True)
 
 
 def check_write_schema(
@@ -190,6 +199,8 @@ def snapshot_files(
 
 
 def _partition_string(value: Any) -> str:
+    if isinstance(value, bytes):  # Delta Spark writes the bytes' UTF-8 text
+        return value.decode("utf-8", "surrogateescape")
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 

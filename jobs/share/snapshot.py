@@ -57,7 +57,7 @@ def _partition_string(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes):
-        return value.decode("latin-1")  # the protocol: one character per byte
+        return value.decode("utf-8", "surrogateescape")  # as Delta Spark writes it
     return str(value)
 
 
