@@ -77,6 +77,9 @@ def add(commands: Any) -> None:
     emulator.add_argument("--fsync", choices=["always", "never"], default="always",
                           help="always: sync each stored delivery to disk before acknowledging it "
                           "(default); never: leave it to the OS (faster, loses the tail on power loss)")  # fmt: skip
+    emulator.add_argument("--keys-env", metavar="VAR",
+                          help="variable holding the SAS keys as name=key;name2=key2 (default: the "
+                          "official emulator's RootManageSharedAccessKey=SAS_KEY_VALUE)")  # fmt: skip
     emulator.set_defaults(handler=_emulator)
 
     run = commands.add_parser(
@@ -147,17 +150,23 @@ def _emulator(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from jobs.devkit.emulator.auth import DEV_KEYS, keys_from_env
     from jobs.devkit.emulator.server import Emulator
 
     async def serve() -> None:
-        emulator = Emulator(args.config, args.data_dir, fsync=args.fsync)
+        keys = keys_from_env(args.keys_env)
+        emulator = Emulator(args.config, args.data_dir, fsync=args.fsync, keys=keys)
         server = await emulator.serve(args.host, args.port)
         port = server.sockets[0].getsockname()[1]
-        print(
-            f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
-            f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
-            flush=True,
-        )
+        if keys == DEV_KEYS:  # the public development key may be printed; others never are
+            print(
+                f"Endpoint=sb://localhost:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+                f"SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
+                flush=True,
+            )
+        else:
+            print(f"Endpoint=sb://localhost:{port};UseDevelopmentEmulator=true; (keys from "
+                  f"{args.keys_env}: {', '.join(keys)})", flush=True)  # fmt: skip
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -391,3 +391,69 @@ def test_second_consumer_group_offset_and_enqueued_time_starts(endpoint) -> None
 def test_an_oversize_message_is_refused(endpoint) -> None:
     with _producer(endpoint) as producer, pytest.raises(Exception, match="(?i)size|large|exceed"):
         producer.send_event(EventData(b"x" * (1024 * 1024 + 10)), partition_id="0")
+
+
+def _with_key(conn: str, key: str | None = None, name: str | None = None) -> str:
+    parts = dict(p.split("=", 1) for p in conn.strip(";").split(";"))
+    if key is not None:
+        parts["SharedAccessKey"] = key
+    if name is not None:
+        parts["SharedAccessKeyName"] = name
+    return ";".join(f"{k}={v}" for k, v in parts.items()) + ";"
+
+
+@pytest.mark.parametrize("change", [{"key": "not-the-key"}, {"name": "NoSuchPolicy"}])
+def test_a_wrong_key_or_key_name_is_refused_as_event_hubs_refuses_it(endpoint, change) -> None:
+    from azure.eventhub.exceptions import AuthenticationError
+
+    conn = _with_key(endpoint["conn"], **change)
+    producer = EventHubProducerClient.from_connection_string(conn, eventhub_name=HUB, retry_total=0)
+    with producer, pytest.raises(AuthenticationError):
+        producer.get_eventhub_properties()
+
+
+def test_an_expired_or_foreign_token_is_refused_and_a_fresh_one_accepted(endpoint) -> None:
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import quote_plus
+
+    from azure.eventhub.exceptions import AuthenticationError
+
+    if endpoint["emu"] is None:
+        pytest.skip("signs with the development key of the local endpoint")
+    host = endpoint["conn"].split("sb://", 1)[1].split(";", 1)[0].rstrip("/")
+
+    def token(resource: str, expiry: int) -> str:
+        encoded = quote_plus(resource)
+        sig = base64.b64encode(
+            hmac.new(b"SAS_KEY_VALUE", f"{encoded}\n{expiry}".encode(), hashlib.sha256).digest()
+        )
+        return f"SharedAccessSignature sr={encoded}&sig={quote_plus(sig)}&se={expiry}&skn=RootManageSharedAccessKey"
+
+    def properties(tok: str):
+        conn = f"Endpoint=sb://{host};SharedAccessSignature={tok};UseDevelopmentEmulator=true;"
+        client = EventHubProducerClient.from_connection_string(
+            conn, eventhub_name=HUB, retry_total=0
+        )
+        with client:
+            return client.get_eventhub_properties()
+
+    now = int(time.time())
+    assert properties(token(f"sb://{host}/{HUB}", now + 600))["eventhub_name"] == HUB
+    for refused in (
+        token(f"sb://{host}/{HUB}", now - 60),
+        token(f"sb://{host}/another-hub", now + 600),
+    ):
+        with pytest.raises(AuthenticationError):
+            properties(refused)
+
+
+def test_an_unknown_hub_is_refused_when_the_link_attaches(endpoint) -> None:
+    from azure.eventhub.exceptions import EventHubError
+
+    producer = EventHubProducerClient.from_connection_string(
+        endpoint["conn"], eventhub_name="no-such-hub", retry_total=0
+    )
+    with producer, pytest.raises(EventHubError):
+        producer.create_batch()

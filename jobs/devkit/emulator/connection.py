@@ -8,8 +8,9 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from jobs.devkit.emulator import codec
+from jobs.devkit.emulator.auth import covers
 from jobs.devkit.emulator.codec import frames
-from jobs.devkit.emulator.links import Link, stolen, text
+from jobs.devkit.emulator.links import Link, stolen, text, unauthorized
 from jobs.devkit.emulator.traffic import event_annotations, management_reply, runtime_metrics, store
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Connection:
         self.links: dict[tuple[int, int], Link] = {}
         self.delivery_id = 0
         self.max_frame = 65536  # the client's, from its Open
+        self.granted: list[list[str]] = []  # entities this connection's accepted tokens cover
 
     def send(self, channel: int, frame: Any, frame_type: bytes = codec.AMQP_FRAME) -> None:
         self.writer.write(codec.serialize_frame(channel, frame, frame_type))
@@ -130,7 +132,12 @@ class Connection:
         filters = source[7] if source and len(source) > 7 else None
         link = Link(ch, handle, client_is_receiver, source_address, target_address, connection=self)
         error = None
-        if client_is_receiver and source_address and "/partitions/" in source_address.lower():
+        entity = source_address if client_is_receiver else target_address
+        if entity and not entity.startswith("$") and not covers(self.granted, entity):
+            error = unauthorized(
+                f"Unauthorized access to '{entity}': put a token for it on $cbs first."
+            )
+        elif client_is_receiver and source_address and "/partitions/" in source_address.lower():
             properties = (f[13] if len(f) > 13 else None) or {}
             epoch = properties.get(b"com.microsoft:epoch")
             link.epoch = int(epoch) if epoch is not None else None
@@ -144,7 +151,11 @@ class Connection:
         reply_source = None
         if source_address:
             reply_source = codec.Source(address=source_address, filters=filters)  # type: ignore[call-arg]
-        reply_target = codec.Target(address=target_address)  # type: ignore[call-arg]
+        reply_target: Any = codec.Target(address=target_address)  # type: ignore[call-arg]
+        if error is not None:  # a refused link has no terminus on our side, as Event Hubs answers
+            reply_source, reply_target = (
+                (None, reply_target) if client_is_receiver else (reply_source, None)
+            )
         self.send(ch, frames.AttachFrame(
             name=name, handle=handle, role=not client_is_receiver, send_settle_mode=f[3],
             rcv_settle_mode=f[4], source=reply_source, target=reply_target, unsettled=None,
@@ -180,7 +191,8 @@ class Connection:
             )))  # fmt: skip
             return
         if link.target in ("$cbs", "$management"):
-            reply = management_reply(self.emulator.hubs, codec.decode_payload(memoryview(data)))
+            request = codec.decode_payload(memoryview(data))
+            reply = management_reply(self.emulator.hubs, request, self.emulator.keys, self.granted)
             reply_link = next(
                 (other for other in self.links.values() if other.client_is_receiver
                  and other.source == link.target and other.channel == link.channel),

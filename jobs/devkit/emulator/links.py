@@ -46,3 +46,9 @@ def stolen(description: str) -> Any:
 
 def not_found(what: str) -> Any:
     return codec.AMQPError(condition=b"amqp:not-found", description=what, info=None)
+
+
+def unauthorized(description: str) -> Any:
+    return codec.AMQPError(
+        condition=b"amqp:unauthorized-access", description=description, info=None
+    )

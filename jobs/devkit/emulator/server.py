@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from jobs.devkit.emulator.auth import DEV_KEYS
 from jobs.devkit.emulator.connection import Connection
 from jobs.devkit.emulator.links import Link, not_found, stolen
 from jobs.devkit.emulator.store import FsyncPolicy, Hub, load_config
@@ -19,9 +20,14 @@ class Emulator:
     """All hubs of one namespace, served on one port."""
 
     def __init__(
-        self, config: str | Path, data_dir: str | Path | None = None, fsync: FsyncPolicy = "always"
+        self,
+        config: str | Path,
+        data_dir: str | Path | None = None,
+        fsync: FsyncPolicy = "always",
+        keys: dict[str, str] | None = None,
     ) -> None:
         directory = Path(data_dir) if data_dir else None
+        self.keys = dict(keys or DEV_KEYS)  # SAS key name -> key
         self.hubs = {
             e["name"]: Hub(e["name"], e["partitions"], e["consumer_groups"], directory,
                            retention_ms=e["retention_ms"], max_bytes=e["max_bytes"], fsync=fsync)

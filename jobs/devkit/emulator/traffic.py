@@ -9,6 +9,7 @@ import time
 from typing import Any, cast
 
 from jobs.devkit.emulator import codec
+from jobs.devkit.emulator.auth import check_token
 from jobs.devkit.emulator.links import text
 from jobs.devkit.emulator.store import Hub, Partition
 
@@ -66,13 +67,21 @@ def store(hub: Hub, partition: str | None, data: bytes, fmt: int) -> None:
         hub.partitions[chosen_id].append_many(batch)
 
 
-def management_reply(hubs: dict[str, Hub], request: Any) -> Any:
-    """The reply to a ``$cbs`` put-token or a ``$management`` READ of a hub or partition."""
+def management_reply(
+    hubs: dict[str, Hub], request: Any, keys: dict[str, str], granted: list[list[str]]
+) -> Any:
+    """The reply to a ``$cbs`` put-token (an accepted token's entity joins ``granted``) or a
+    ``$management`` READ of a hub or partition."""
     props = request.application_properties or {}
     operation = text(props.get(b"operation"))
     status, body = 200, cast(dict[bytes, Any] | None, None)
+    description = ""
     if operation == "put-token":
-        status = 202
+        status, description, covered = check_token(
+            keys, text(request.value) or "", text(props.get(b"name")) or ""
+        )
+        if status == 202:
+            granted.append(covered)
     else:
         hub = hubs.get(text(props.get(b"name")))
         if hub is None:
@@ -92,7 +101,7 @@ def management_reply(hubs: dict[str, Hub], request: Any) -> Any:
                 b"last_enqueued_time_utc": codec.timestamp(last.enqueued_ms if last else 0),
                 b"is_partition_empty": last is None,
             }  # fmt: skip
-    description = {200: "OK", 202: "Accepted", 404: "Not found"}[status]
+    description = description or {200: "OK", 202: "Accepted", 404: "Not found"}[status]
     return codec.Message(
         value=body,
         properties=codec.Properties(correlation_id=request.properties.message_id),
