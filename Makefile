@@ -47,9 +47,11 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix jobs tests
 	$(BIN)/ruff format jobs tests
 
-# Two workers, whole files each: most tests wait on processes and polls more than they compute.
+# Two workers, whole files each, the longest files first so that neither worker ends alone.
+LONGEST := tests/e2e/test_ingest.py tests/e2e/test_cluster.py tests/e2e/test_publish.py \
+	tests/e2e/test_eventhubs_source.py tests/e2e/test_deltars_crash.py tests/spark/test_quality.py
 test: $(STAMP) $(AZURITE) $(WORLD_ATLAS) lint ## lint, then the whole test suite, then end to end on Spark 4.0
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(LONGEST) tests
 	$(MAKE) --no-print-directory test-spark40
 
 # Spark 4.0 (Databricks 17.3 LTS): pyspark 4.0 in a second virtualenv whose other packages come
