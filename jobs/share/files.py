@@ -45,8 +45,9 @@ class Files:
         target = safe_path(self.root, table.path, path)
         if target is None:
             raise not_found("file")
-        access.info("file recipient=%s share=%s table=%s file=%s range=%s",
-                    recipient.id, table.share, table.key, path, request.headers.get("range", "all"))  # fmt: skip
+        access.info("file recipient=%s share=%s table=%s file=%s bytes=%d range=%s",
+                    recipient.id, table.share, table.key, path, os.path.getsize(target),
+                    request.headers.get("range", "all"))  # fmt: skip
         return FileResponse(target, media_type="application/octet-stream")
 
 

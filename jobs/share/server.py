@@ -141,12 +141,16 @@ class SharingApp:
         log = self._log(table)
         since = request.query_params.get("startingTimestamp")
         version = log.version_at(parse_time(since), at_or_after=True) if since else log.latest()
+        access.info("version recipient=%s share=%s table=%s version=%d",
+                    recipient.id, table.share, table.key, version)  # fmt: skip
         return Response(headers={"Delta-Table-Version": str(version)})
 
     async def metadata(self, request: Request, recipient: Recipient) -> Response:
         table = self._table(recipient, request)
         snap = self._log(table).snapshot()
         fmt = choose_format(request, snap)
+        access.info("metadata recipient=%s share=%s table=%s version=%d",
+                    recipient.id, table.share, table.key, snap.version)  # fmt: skip
         return respond(header_lines(snap, fmt), snap.version, fmt)
 
     def _url(self, recipient: Recipient, table: SharedTable, path: str) -> tuple[str, int]:

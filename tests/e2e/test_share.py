@@ -342,7 +342,12 @@ def test_readers_during_commits_see_one_whole_version(lake, server, alpine) -> N
 
 
 def test_access_log_names_the_reader_and_never_a_token(server, alpine) -> None:
-    _api(server, alpine[1], f"/shares/{A}/schemas/events/tables/dtc/query", "POST", json={})
+    url = _file_urls(server, alpine[1], A, "events", "dtc")[0]
+    size = len(requests.get(url, timeout=30).content)
+    _api(server, alpine[1], f"/shares/{A}/schemas/events/tables/dtc/metadata")
     log = server["log"].read_text()
-    assert f"query recipient={alpine[2]} share={A} table={A}.events.dtc" in log
-    assert alpine[1] not in log and URL_KEY not in log
+    for line in (f"query recipient={alpine[2]} share={A} table={A}.events.dtc version=",
+                 f"metadata recipient={alpine[2]} share={A} table={A}.events.dtc version="):  # fmt: skip
+        assert line in log
+    assert f"bytes={size} range=all" in log
+    assert alpine[1] not in log and URL_KEY not in log and "sig=" not in log
