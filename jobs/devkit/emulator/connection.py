@@ -131,23 +131,7 @@ class Connection:
         target_address = text(target[0]) if target else None
         filters = source[7] if source and len(source) > 7 else None
         link = Link(ch, handle, client_is_receiver, source_address, target_address, connection=self)
-        error = None
-        entity = source_address if client_is_receiver else target_address
-        if entity and not entity.startswith("$") and not covers(self.granted, entity):
-            error = unauthorized(
-                f"Unauthorized access to '{entity}': put a token for it on $cbs first."
-            )
-        elif client_is_receiver and source_address and "/partitions/" in source_address.lower():
-            properties = (f[13] if len(f) > 13 else None) or {}
-            epoch = properties.get(b"com.microsoft:epoch")
-            link.epoch = int(epoch) if epoch is not None else None
-            capabilities = (f[12] if len(f) > 12 else None) or []
-            if not isinstance(capabilities, list | tuple):
-                capabilities = [capabilities]
-            link.metrics = b"com.microsoft:enable-receiver-runtime-metric" in capabilities
-            error = self.emulator.bind_receiver(link, source_address, filters)
-        elif not client_is_receiver and target_address and not target_address.startswith("$"):
-            error = self.emulator.bind_sender(link, target_address)
+        error = _bind(self.emulator, self.granted, link, f, filters)
         reply_source = None
         if source_address:
             reply_source = codec.Source(address=source_address, filters=filters)  # type: ignore[call-arg]
@@ -228,6 +212,26 @@ class Connection:
     def _deliver(self, link: Link, message: Any) -> None:
         self.writer.write(self.frames(link, bytes(codec.encode_payload(bytearray(), message))))
         link.credit -= 1
+
+
+def _bind(
+    emulator: Emulator, granted: list[list[str]], link: Link, f: list[Any], filters: Any
+) -> Any:
+    """Bind a new link to its hub and partition; the error that refuses it, if any."""
+    entity = link.source if link.client_is_receiver else link.target
+    if entity and not entity.startswith("$") and not covers(granted, entity):
+        return unauthorized(f"Unauthorized access to '{entity}': put a token for it on $cbs first.")
+    if link.client_is_receiver and entity and "/partitions/" in entity.lower():
+        epoch = ((f[13] if len(f) > 13 else None) or {}).get(b"com.microsoft:epoch")
+        link.epoch = int(epoch) if epoch is not None else None
+        capabilities = (f[12] if len(f) > 12 else None) or []
+        if not isinstance(capabilities, list | tuple):
+            capabilities = [capabilities]
+        link.metrics = b"com.microsoft:enable-receiver-runtime-metric" in capabilities
+        return emulator.bind_receiver(link, entity, filters)
+    if not link.client_is_receiver and entity and not entity.startswith("$"):
+        return emulator.bind_sender(link, entity)
+    return None
 
 
 def _report(task: asyncio.Task[None]) -> None:
