@@ -48,6 +48,13 @@ def _table(path: str, rows: int, files: int) -> None:
 
 
 def run(cfg: Config, *, rows: int, repeats: int) -> dict[str, Any]:
+    """The same rows as publish leaves them (20 files) and as ``maintain`` compacts them (2)."""
+    return {
+        f"{files}_files": _run(cfg, rows=rows, files=files, repeats=repeats) for files in (20, 2)
+    }
+
+
+def _run(cfg: Config, *, rows: int, files: int, repeats: int) -> dict[str, Any]:
     import delta_sharing
     import deltalake
 
@@ -56,7 +63,7 @@ def run(cfg: Config, *, rows: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp:
         root = Path(tmp) / "lake"
         path = str(root / "partners" / "alpine-motors" / "chassis_snapshot")
-        _table(path, rows, files=20)
+        _table(path, rows, files=files)
         share_cfg = dataclasses.replace(
             cfg.share, recipients_file=str(Path(tmp) / "recipients.json")
         )
@@ -95,7 +102,7 @@ def run(cfg: Config, *, rows: int, repeats: int) -> dict[str, Any]:
             server.kill()
             server.wait()
     return {
-        "rows": rows, "files": 20,
+        "rows": rows, "files": files,
         "delta_rs_direct_rows_per_s": round(rows / direct),
         "sharing_parquet_rows_per_s": round(rows / parquet),
         "sharing_delta_rows_per_s": round(rows / delta),
