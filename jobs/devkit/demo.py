@@ -133,6 +133,8 @@ def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
         w(f"every partner reads alliance/: {publish['alliance_rows']} pseudonymized rows; "
           f"gold cells published {sum(publish['gold_cells'].values())}, suppressed "
           f"{sum(publish['gold_suppressed'].values())} (fewer than the minimum vehicles or partners)\n")  # fmt: skip
+        w(f"share them: .venv/bin/python -m jobs share-server --set lake.root={lake} (README: "
+          f"Reading as a partner)\n")  # fmt: skip
     w(
         f"read one: .venv/bin/python -c \"import polars as pl; print(pl.read_delta('{lake}/silver/chassis_snapshot').head())\"\n"
     )
