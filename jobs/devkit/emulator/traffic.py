@@ -77,9 +77,8 @@ def management_reply(
     status, body = 200, cast(dict[bytes, Any] | None, None)
     description = ""
     if operation == "put-token":
-        status, description, covered = check_token(
-            keys, text(request.value) or "", text(props.get(b"name")) or ""
-        )
+        kind, audience = text(props.get(b"type")) or "", text(props.get(b"name")) or ""
+        status, description, covered = check_token(keys, text(request.value) or "", audience, kind)
         if status == 202:
             granted.append(covered)
     else:
