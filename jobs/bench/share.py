@@ -12,15 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from jobs.bench import median_seconds
-from jobs.config import PROJECT_ROOT, Config
+from jobs.config import Config
+from jobs.devkit.share_server import share_server
 
 
 def _table(path: str, rows: int, files: int) -> None:
@@ -70,23 +69,13 @@ def _run(cfg: Config, *, rows: int, files: int, repeats: int) -> dict[str, Any]:
         local = dataclasses.replace(
             cfg, lake=dataclasses.replace(cfg.lake, root=str(root)), share=share_cfg
         )
-        env = {**os.environ, "SHARE_URL_KEY": os.urandom(24).hex()}
-        overrides = [
-            "--set",
-            f"lake.root={root}",
-            "--set",
-            f"share.recipients_file={share_cfg.recipients_file}",
-        ]
-        with open(Path(tmp) / "server.log", "w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "jobs", "share-server", "--conf", cfg.path, *overrides, "--port", "0"],
-                cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-            )  # fmt: skip
-        try:
-            endpoint = server.stdout.readline().split()[1]  # type: ignore[union-attr]
+        overrides = ["--conf", cfg.path, "--set", f"lake.root={root}",
+                     "--set", f"share.recipients_file={share_cfg.recipients_file}"]  # fmt: skip
+        url_key = os.urandom(24).hex()
+        with share_server(overrides, Path(tmp) / "server.log", url_key) as server:
             recipient, token = Recipients(local).create("alpine-motors")
             prof = Path(tmp) / "bench.share"
-            prof.write_text(json.dumps(profile(endpoint, token, recipient)))
+            prof.write_text(json.dumps(profile(server["endpoint"], token, recipient)))
             url = f"{prof}#alpine-motors.events.chassis_snapshot"
             direct = median_seconds(lambda: deltalake.DeltaTable(path).to_pandas(), repeats)
             parquet = median_seconds(
@@ -98,9 +87,6 @@ def _run(cfg: Config, *, rows: int, files: int, repeats: int) -> dict[str, Any]:
             assert len(delta_sharing.load_as_pandas(url)) == len(
                 deltalake.DeltaTable(path).to_pandas()
             )
-        finally:
-            server.kill()
-            server.wait()
     return {
         "rows": rows, "files": files,
         "delta_rs_direct_rows_per_s": round(rows / direct),

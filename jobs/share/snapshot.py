@@ -64,7 +64,6 @@ def _partition_string(value: Any) -> str | None:
 @dataclass(frozen=True)
 class Snapshot:
     version: int
-    timestamp_ms: int
     protocol: dict[str, Any]  # the Delta protocol action
     metadata: dict[str, Any]  # the Delta metaData action
     files: list[dict[str, Any]]  # Delta add actions: path, partitionValues, size, stats, ...
@@ -164,7 +163,7 @@ class SharedLog:
                 "modificationTime": row["modification_time"], "dataChange": True,
                 "stats": json.dumps(stats, separators=(",", ":")),
             })  # fmt: skip
-        return Snapshot(v, self.commit_time_ms(v) or 0, protocol, metadata, files)
+        return Snapshot(v, protocol, metadata, files)
 
     def changes(self, first: int, last: int) -> list[tuple[int, int, str, dict[str, Any]]]:
         """(version, commit time in ms, kind, Delta action) of the data changes of versions
