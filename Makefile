@@ -80,8 +80,9 @@ bench: $(STAMP) ## benchmarks, printed as ratios against a baseline measured in 
 outline: $(STAMP) $(WORLD_ATLAS) ## rebuild the residency outline (jobs/stages/residency/mainland_china.geojson)
 	$(BIN)/python -m jobs outline --world $(WORLD_ATLAS)
 
-dist: $(STAMP) ## build the wheel and the sdist into dist/ (schemas, suites and outline inside)
+dist: $(STAMP) ## build the wheel and the sdist into dist/ (schemas, suites, outline and jar inside), and the jar
 	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -c 'import shutil, jobs.jvm; shutil.copy(jobs.jvm.jar(), "dist")'  # for --jars and Databricks
 
 clean: ## remove the virtualenv, caches and local run output
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache lake .run simulated spark-warehouse metastore_db derby.log *.egg-info build dist

@@ -13,6 +13,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from jobs import jvm
 from jobs.config import Config
 from jobs.errors import JobsError, QualityGateError
 
@@ -42,8 +43,12 @@ def session_builder(cfg: Config) -> Any:
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
     # The per-vehicle stage (transformWithStateInPandas) needs the RocksDB state store.
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
+    jars = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
+    own = jvm.jar()  # the dedup stage's operator; a cluster may supply it instead (--jars)
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
+    if own is not None:
+        builder = builder.config("spark.jars", ",".join([*jars, str(own)]))
     return builder
 
 

@@ -14,8 +14,11 @@ master="$1" conf="$2"; shift 2
 # The driver runs here (client mode) with the same environment; executors unpack the archive.
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$(command -v python)}"
 export PYSPARK_PYTHON=./environment/bin/python
+# the dedup stage's operator, from the installed wheel: the driver and the executors load it
+jar="$(python -c 'import jobs.jvm; print(jobs.jvm.jar())')"
 exec spark-submit \
   --master "$master" \
+  --jars "$jar" \
   --archives "$ENV_ARCHIVE#environment" \
   --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python \
   --conf spark.sql.streaming.stateStore.providerClass=org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider \

@@ -2,19 +2,19 @@
 
 Per micro-batch (:meth:`Ingest.process`):
 
-1. **decode** the envelope of every body and give it its **residency** verdict (the streaming
-   query does this before the per-vehicle stage, so that the stage never sees an event from
-   mainland China); hold the batch and collect a few columns of every event to the driver;
-2. **deduplicate** on ``event_id`` within the batch and against the ids recorded by earlier
-   batches (``jobs.stages.dedup``);
-3. **validate** each event type's fresh events with the suites' row checks in one pass, merged
+1. the streaming query has **decoded** the envelope of every body, given it its **residency**
+   verdict, flagged **duplicates** (``jobs.stages.dedup``, state on the executors) and run the
+   per-vehicle stage; the batch is held and a few columns of every event collected to the driver
+   for the counts;
+2. **validate** each event type's fresh events with the suites' row checks in one pass, merged
    with the per-vehicle stage's failures; a ``fail`` rule stops the query here;
-4. **account**: the rows each table is about to receive must add up to what was received
+3. **account**: the rows each table is about to receive must add up to what was received
    (:meth:`BatchStats.check`); a batch that does not commits nothing;
-5. **write** silver (one table per event type), then bronze, quarantine and the dedup state,
-   each once, idempotent by (query id, batch id); then ``dq_results`` and ``ingest_batches``.
+4. **write** silver (one table per event type), then bronze and quarantine, each once,
+   idempotent by (query id, batch id); then ``dq_results`` and ``ingest_batches``.
 
-A batch re-run after a crash adds nothing twice, and ignores its own ids in the dedup state.
+A batch re-run after a crash adds nothing twice; Spark re-runs its stateful stages from the state
+of the batch before.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from jobs.lake import (
     silver_table,
 )
 from jobs.session import hold, release
-from jobs.stages import dedup
 from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, EnvelopeDecoder
+from jobs.stages.dedup import DUPLICATE, add_duplicate_flags
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.validate import BatchChecks, FailureCount
 from jobs.stages.residency import Boundary
@@ -107,23 +107,28 @@ class Ingest:
     def _residency(self) -> Column:
         return residency_reason(self.cfg.residency.blocked_countries, self.boundary)
 
-    def with_vehicle_checks(self, prepared: DataFrame) -> DataFrame:
-        """The per-vehicle stage on prepared events, when ``[vehicle] enabled``."""
+    def with_stages(self, prepared: DataFrame) -> DataFrame:
+        """The stateful stages on prepared events: the duplicate flags, then the per-vehicle
+        stage when ``[vehicle] enabled`` (it does not learn from duplicates)."""
+        flagged = add_duplicate_flags(
+            prepared, window_hours=self.cfg.quality.dedup_window_hours, residency=RESIDENCY
+        )
         if not self.cfg.vehicle.enabled:
-            return prepared
-        return add_vehicle_checks(prepared, self.cfg.vehicle, self.checks, RESIDENCY)
+            return flagged
+        return add_vehicle_checks(flagged, self.cfg.vehicle, self.checks, RESIDENCY)
 
     def hold_batch(self, df: DataFrame) -> tuple[DataFrame, pa.Table]:
-        """A batch's first step: its rows through :meth:`prepare` (unless the stream did), held
-        (free it with :func:`jobs.session.release`), and the columns of every event that the
-        counts and the dedup need, on the driver."""
-        prepared = hold(df if RESIDENCY in df.columns else self.prepare(df))
-        columns = (*dedup.BATCH_COLUMNS, "event_type", RESIDENCY, DECODE_ERROR)
+        """A batch's first step: its rows through :meth:`prepare` and :meth:`with_stages`
+        (unless the stream did), held (free it with :func:`jobs.session.release`), and the
+        columns of every event that the counts need, on the driver."""
+        staged = df if DUPLICATE in df.columns else self.with_stages(self.prepare(df))
+        prepared = hold(staged)
+        columns = ("enqueuedTime", "event_type", RESIDENCY, DECODE_ERROR, DUPLICATE)
         return prepared, prepared.select(*columns).toArrow()
 
     def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
         """One micro-batch, as the streaming query delivers it (source rows, or rows through
-        :meth:`prepare` and the per-vehicle stage)."""
+        :meth:`prepare` and :meth:`with_stages`)."""
         stats = self.running = BatchStats(query_id, batch_id)
         held: list[DataFrame] = []  # this batch's held frames, released when it ends
         typed: dict[str, DataFrame] = {}
@@ -136,7 +141,7 @@ class Ingest:
             stats.residency_dropped = {d["values"].as_py(): d["counts"].as_py() for d in dropped}
             stats.max_enqueued = pc.max(keys.column("enqueuedTime")).as_py()
             if stats.received:
-                typed = self._commit(prepared, keys, stats, held)
+                typed = self._commit(prepared, keys, stats)
             stats.seconds = time.monotonic() - stats.started
             with stats.step("write ingest_batches"):
                 tables.append_rows(self.spark, self.cfg, BATCHES, [batch_row(stats)],
@@ -152,10 +157,10 @@ class Ingest:
         return stats
 
     def _commit(
-        self, prepared: DataFrame, keys: pa.Table, stats: BatchStats, held: list[DataFrame]
+        self, prepared: DataFrame, keys: pa.Table, stats: BatchStats
     ) -> dict[str, DataFrame]:
-        """Dedup, validate, account and write a batch with events; returns the held checked
-        frames of the event types it had."""
+        """Validate, account and write a batch with events; returns the held checked frames
+        of the event types it had."""
         txn = (stats.query_id, stats.batch_id)
         small = stats.received <= SMALL_BATCH_EVENTS
         kept = (
@@ -165,26 +170,19 @@ class Ingest:
                 {"batch_id": F.lit(stats.batch_id).cast("long"), "query_id": F.lit(stats.query_id)}
             )
         )
-        with stats.step("dedup"):
-            # the events that can be duplicates: decoded, not residency-dropped
-            candidate = pc.and_(
-                pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
-            )
-            duplicate = dedup.find_duplicates(self.spark, self.cfg, keys, candidate,
-                                              batch_id=stats.batch_id)  # fmt: skip
-            stats.duplicates = int(duplicate.sum())
-            kept = dedup.with_flags(self.spark, kept, keys, duplicate)
-            if stats.duplicates:
-                held.append(hold(kept))  # the join of the flags, computed once
-                kept = held[-1]
-            if small:
-                kept = kept.coalesce(1)
-            fresh_rows = pc.and_(candidate, pa.array(~duplicate))
-            present = set(keys.column("event_type").filter(fresh_rows).unique().to_pylist())
-            undecodable = pc.and_(
-                pc.is_null(keys.column(RESIDENCY)), pc.is_valid(keys.column(DECODE_ERROR))
-            )
-        fresh = kept.where(~F.col("_duplicate")).drop("_duplicate")
+        if small:
+            kept = kept.coalesce(1)
+        candidate = pc.and_(
+            pc.is_null(keys.column(RESIDENCY)), pc.is_null(keys.column(DECODE_ERROR))
+        )
+        duplicate = pc.fill_null(keys.column(DUPLICATE), False)
+        stats.duplicates = pc.sum(duplicate).as_py() or 0
+        fresh_rows = pc.and_(candidate, pc.invert(duplicate))
+        present = set(keys.column("event_type").filter(fresh_rows).unique().to_pylist())
+        undecodable = pc.and_(
+            pc.is_null(keys.column(RESIDENCY)), pc.is_valid(keys.column(DECODE_ERROR))
+        )
+        fresh = kept.where(~F.col(DUPLICATE)).drop(DUPLICATE)
         typed: dict[str, DataFrame] = {}
         try:
             with stats.step("validate"):
@@ -208,8 +206,7 @@ class Ingest:
                     [TableWrite(silver_rows(checked), silver_table(self.registry.latest(t).table),
                                 ("event_date",)) for t, checked in typed.items()],
                     [TableWrite(bronze_rows(kept), BRONZE, ("ingest_date",)),
-                     TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",)),
-                     TableWrite(dedup.state_rows(fresh), dedup.STATE, ("event_date",))],
+                     TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",))],
                 ], txn=txn, merge_schema=True, on_wave=visible,
                    before_commit=lambda rows: stats.check(
                        bronze=rows[BRONZE], quarantine=rows[QUARANTINE],

@@ -100,7 +100,7 @@ def run_ingest(
     # No empty batches: the per-vehicle stage keeps state with a processing-time TTL, for which
     # Spark would otherwise run a batch on every trigger even with nothing new to read.
     spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-    stream = ingest.with_vehicle_checks(ingest.prepare(read_events(spark, cfg, ending)))
+    stream = ingest.with_stages(ingest.prepare(read_events(spark, cfg, ending)))
     writer = stream.writeStream.foreachBatch(batch).queryName("ingest")
     writer = writer.option("checkpointLocation", checkpoint)
     if available_now and not eventhubs:

@@ -98,6 +98,15 @@ class Cluster:
                     proc.wait()
 
 
+def _installed_jar(venv: Path) -> Path:
+    """The jar the installed wheel carries, as deploy/spark-submit/submit.sh finds it."""
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import jobs.jvm; print(jobs.jvm.jar())"],
+                           check=True, capture_output=True, text=True, cwd="/")  # fmt: skip
+    jar = Path(found.stdout.strip())
+    assert jar.is_file() and venv in jar.parents, jar  # the wheel's own, not a checkout's
+    return jar
+
+
 @pytest.fixture
 def cluster(installed, tmp_path):
     cluster = Cluster(tmp_path, installed / "bin" / "python")
@@ -132,7 +141,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_a_lost_worker(
                "EVENTHUB_CONNECTION_STRING": hub.connection_string}  # fmt: skip
         command = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.url,
                    "--conf", f"spark.executorEnv.PYSPARK_PYTHON={installed / 'bin' / 'python'}",
-                   "--conf", "spark.task.maxFailures=4",
+                   "--conf", "spark.task.maxFailures=4", "--jars", str(_installed_jar(installed)),
                    str(LAUNCHER), "ingest", "--conf", str(conf), "--available-now", "--no-gx"]  # fmt: skip
 
         def submit() -> subprocess.Popen:

@@ -63,7 +63,7 @@ def test_a_batch_that_adds_up_commits_every_table(spark, lake, registry, checks,
         stats.duplicates
     )
     grown = {name for name, version in after.items() if version > before.get(name, -1)}
-    assert {"bronze", "quarantine", "ingest_batches", "dq_results", "_state/event_ids"} <= grown
+    assert {"bronze", "quarantine", "ingest_batches", "dq_results"} <= grown
     rows = pl.read_delta(str(root / "ingest_batches")).to_dicts()
     row = next(r for r in rows if r["batch_id"] == 1)
     assert (row["received"], row["bronze"], row["duplicates"]) == (

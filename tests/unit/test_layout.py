@@ -15,7 +15,7 @@ PACKAGE = PROJECT_ROOT / "jobs"
 # Lowest first. Data flows up: sources -> stages -> lake -> jobs; the dev kit, the benchmarks
 # and the command line sit on top of what runs on a cluster.
 LAYERS = [
-    ("jobs.errors", "jobs.contract", "jobs.countries", "jobs.options", "jobs.config"),
+    ("jobs.errors", "jobs.contract", "jobs.countries", "jobs.options", "jobs.config", "jobs.jvm"),
     ("jobs.session",),
     ("jobs.sources", "jobs.delta", "jobs"),  # the package root registers the two data sources
     ("jobs.stages",),

@@ -10,7 +10,6 @@ from jobs import lake
 from jobs.config import PROJECT_ROOT, load_config
 from jobs.errors import QualityGateError
 from jobs.session import failure_cause, query_error
-from jobs.stages.dedup import STATE
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 LOCAL = PROJECT_ROOT / "conf" / "local.toml"
@@ -35,7 +34,7 @@ def test_every_table_the_readme_lists_is_one_the_jobs_write() -> None:
     section = README.split("## Tables", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([a-z_/<>]+)`", section, re.M))
     written = {lake.BRONZE, lake.QUARANTINE, lake.DQ, lake.DQ_GX, lake.BATCHES, lake.RELEASES}
-    assert listed == written | {STATE, lake.silver_table("<table>")}
+    assert listed == written | {lake.silver_table("<table>")}
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 query (a restart neither forgets nor double-counts) and dropped by a TTL when a vehicle goes quiet.
 
 Only trusted events update the state (:func:`with_trust`): not undecodable, not residency-dropped
-(nothing of a mainland-China event is ever kept, not even in the checkpoint), and not failing a
-row-level ``quarantine``/``fail`` rule on a field the stage reads. Each rule is reported like an
+(nothing of a mainland-China event is ever kept, not even in the checkpoint), not a duplicate,
+and not failing a row-level ``quarantine``/``fail`` rule on a field the stage reads. Each rule is reported like an
 expectation: a failure struct (rule, column, observed, on_failure) that validation merges with
 the row-level failures, so quarantine reasons and ``dq_results`` name vehicle rules the same way.
 """
@@ -23,6 +23,7 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 
 from jobs.config import VehicleConfig
 from jobs.stages.decode import DECODE_ERROR, PAYLOAD
+from jobs.stages.dedup import DUPLICATE
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.rows import FAILURE_TYPE
 from jobs.stages.quality.suites import identifiers
@@ -116,7 +117,7 @@ def with_trust(
     df: DataFrame, checks: dict[str, EventTypeChecks], fields: list[str], residency: str
 ) -> DataFrame:
     """Add ``_vehicle_trusted``: true for rows the state may learn from. Decodable, not
-    residency-dropped, and passing every row-level quarantine/fail rule of its type that reads
+    residency-dropped, not flagged a duplicate, and passing every row-level quarantine/fail rule of its type that reads
     only the envelope and the payload fields this stage reads (the suites' own conditions)."""
     added = [f for f in fields if f not in df.columns]
     probe = df.withColumns({f: F.col(f"{FIELDS}.`{f}`") for f in added})
@@ -141,6 +142,8 @@ def with_trust(
         & F.col("vin").isNotNull()
         & ~F.coalesce(bad, F.lit(False))
     )
+    if DUPLICATE in df.columns:
+        trusted = trusted & ~F.coalesce(F.col(DUPLICATE), F.lit(False))
     return probe.withColumn(TRUSTED, trusted).drop(*added)
 
 
