@@ -73,7 +73,7 @@ public final class EventIdDedup extends StatefulProcessor<String, Row, Row> {
         .thenComparing((Row a, Row b) -> compare(a, b, sequence)));
     Row first = copies.get(0);
     Long at = first.isNullAt(time) ? null : micros(first.get(time));
-    Long seen = recorded.exists() ? recorded.get() : null;
+    Long seen = recorded.get();  // null for none: one read of the state store
     // an event without an event time is a duplicate of any recorded copy of its id
     boolean duplicate = seen != null && (at == null || Math.abs(at - seen) <= windowMicros);
     out.add(flagged(first, duplicate));
