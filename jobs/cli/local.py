@@ -14,7 +14,8 @@ from jobs.config import load_config, resolve_secret
 from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
-BENCHMARKS = ("quality", "delta_write", "pipeline", "vehicle", "residency", "publish", "share")
+BENCHMARKS = ("quality", "delta_write", "pipeline", "scale", "vehicle", "residency", "publish",
+              "share")  # fmt: skip
 
 
 def add(commands: Any) -> None:
@@ -115,6 +116,8 @@ def add(commands: Any) -> None:
     )
     bench.add_argument("--write-rows", type=int, default=3_000_000,
                        help="rows for the Delta write benchmark (default 3000000)")  # fmt: skip
+    bench.add_argument("--recorded-ids", type=int, default=4_000_000,
+                       help="ids in the dedup state for the scale benchmark (default 4000000)")  # fmt: skip
     bench.add_argument("--only", choices=list(BENCHMARKS), action="append",
                        help="run only these benchmarks (repeatable; default all)")  # fmt: skip
     bench.set_defaults(handler=_bench)
@@ -193,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs import register_data_sources
-    from jobs.bench import delta_write, pipeline, publish, quality, residency, vehicle
+    from jobs.bench import delta_write, pipeline, publish, quality, residency, scale, vehicle
     from jobs.session import spark_session
 
     cfg = load_config(args.conf, args.overrides)
@@ -224,6 +227,11 @@ def _bench(args: argparse.Namespace) -> int:
                 "bench pipeline: SDK vs eventhubs source vs ingest, %s events", f"{args.events:,}"
             )
             report["pipeline"] = pipeline.run(spark, cfg, events=args.events)
+        if "scale" in only:
+            logger.info("bench scale: ingest against bare Spark, jobs per batch, dedup state of "
+                        "%s ids", f"{args.recorded_ids:,}")  # fmt: skip
+            report["scale"] = scale.run(spark, cfg, events=args.events,
+                                        recorded=args.recorded_ids)  # fmt: skip
         if "vehicle" in only:
             logger.info("bench vehicle: per-vehicle rules over 100,000 simulated events")
             report["vehicle"] = vehicle.run(cfg, events=100_000)
