@@ -171,6 +171,10 @@ def _dedup(spark: SparkSession, work: Path, *, recorded: int) -> dict[str, Any]:
 def _dedup_batches(spark: SparkSession, source: Path, checkpoint: Path) -> list[float]:
     """Each batch's seconds (the query's own trigger execution time) of the stage alone."""
     spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+
+    def sink(df: Any, _batch_id: int) -> None:
+        df.where("_duplicate").count()
+
     stream = (
         spark.readStream.schema(DEDUP_SCHEMA)
         .option("maxFilesPerTrigger", 1)
@@ -178,7 +182,7 @@ def _dedup_batches(spark: SparkSession, source: Path, checkpoint: Path) -> list[
     )
     query = (
         add_duplicate_flags(stream, window_hours=48, residency=RESIDENCY)
-        .writeStream.foreachBatch(lambda df, _id: df.where("_duplicate").count())
+        .writeStream.foreachBatch(sink)
         .option("checkpointLocation", str(checkpoint))
         .start()
     )
