@@ -49,9 +49,10 @@ def add_duplicate_flags(prepared: DataFrame, *, window_hours: int, residency: st
         key = jvm.jobs.jvm.EventIdKey(names.index("event_id"))
     except TypeError as error:  # py4j: no such class
         raise JobsError(
-            "the dedup stage's classes (jobs.jvm.EventIdDedup) are not on Spark's classpath: "
-            "pass the project's jar (python -c 'import jobs.jvm; print(jobs.jvm.jar())') to "
-            "spark-submit with --jars, or install it as a jar library on Databricks"
+            "the dedup stage's classes (jobs.jvm.EventIdDedup) are not on Spark's classpath: in "
+            "a checkout, install a JDK 17 (javac) and the first session compiles them; on a "
+            "cluster, pass the project's jar (python -c 'import jobs.jvm; print(jobs.jvm.jar())') "
+            "to spark-submit with --jars, or install it as a jar library on Databricks"
         ) from error
     encoders = jvm.org.apache.spark.sql.Encoders
     streaming = jvm.org.apache.spark.sql.streaming
