@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help venv azurite test test-spark40 test-fast lint format run bench outline dist clean
+.PHONY: help venv azurite test test-spark40 test-fast sdk-livetests lint format run bench outline dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ test-spark40: $(SPARK40)/.installed ## the end-to-end ingest test on pyspark 4.0
 
 test-fast: $(STAMP) ## the tests that need no Spark and no services
 	$(BIN)/python -m pytest -m "not spark and not slow"
+
+# azure-eventhub's own live tests against the local endpoint on every transport (AMQP, TLS on 5671,
+# WebSocket on 443 and 80): not part of `make test`, the suite sleeps for most of an hour. ARGS
+# go to pytest, e.g. make sdk-livetests ARGS='livetest/synctests -k websocket'.
+sdk-livetests: $(STAMP) ## azure-eventhub's own live tests against the local endpoint (about an hour)
+	tests/sdk_live/run.sh $(ARGS)
 
 run: $(STAMP) ## end to end: local Event Hubs, a simulated fleet (50k events), ingest, summary
 	$(BIN)/python -m jobs run

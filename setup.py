@@ -16,6 +16,8 @@ SHIPPED = {"jobs.data.schemas": "schemas", "jobs.data.expectations": "expectatio
 class BuildWithJar(build_py):
     def run(self) -> None:
         super().run()
+        if getattr(self, "editable_mode", False):
+            return  # a checkout compiles the jar on first use (jobs.jvm.jar)
         # loaded by path: importing the jobs package would need its dependencies
         spec = importlib.util.spec_from_file_location("_jobs_jvm", Path("jobs/jvm/__init__.py"))
         assert spec is not None and spec.loader is not None

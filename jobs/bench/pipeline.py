@@ -115,13 +115,15 @@ def run(spark: SparkSession, cfg: Config, *, events: int) -> dict[str, Any]:
         os.environ["EVENTHUB_CONNECTION_STRING"] = emu.connection_string
         # a discarded warm-up run (the JVM's first ingest is the slowest), then the baseline
         # before and after the run with the stage, so drift favours neither side
-        _ingest(spark, cfg, work / "warm-up", total, vehicle=True)
-        before = _ingest(spark, cfg, work / "without-vehicle-checks-1", total, vehicle=False)
-        with_stage = _ingest(spark, cfg, work / "with-vehicle-checks", total, vehicle=True)
-        after = _ingest(spark, cfg, work / "without-vehicle-checks-2", total, vehicle=False)
+        ingest_run(spark, cfg, work / "warm-up", total, vehicle=True)
+        before = ingest_run(spark, cfg, work / "without-vehicle-checks-1", total, vehicle=False)
+        with_stage = ingest_run(spark, cfg, work / "with-vehicle-checks", total, vehicle=True)
+        after = ingest_run(spark, cfg, work / "without-vehicle-checks-2", total, vehicle=False)
         without = {"rate": (before["rate"] + after["rate"]) / 2}
-        upstream = _ingest(spark, cfg, work / "upstream", total, vehicle=True, upstream_only=True)
-        upstream_without = _ingest(spark, cfg, work / "upstream-without-vehicle-checks", total,
+        upstream = ingest_run(
+            spark, cfg, work / "upstream", total, vehicle=True, upstream_only=True
+        )
+        upstream_without = ingest_run(spark, cfg, work / "upstream-without-vehicle-checks", total,
                                    vehicle=False, upstream_only=True)  # fmt: skip
     latency = _latency(spark, cfg, work / "latency")
     return {
@@ -147,7 +149,7 @@ def run(spark: SparkSession, cfg: Config, *, events: int) -> dict[str, Any]:
     }
 
 
-def _ingest(
+def ingest_run(
     spark: SparkSession, cfg: Config, work: Path, total: int, *, vehicle: bool,
     upstream_only: bool = False,
 ) -> dict[str, Any]:  # fmt: skip

@@ -25,7 +25,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.bench.pipeline import _ingest
+from jobs.bench.pipeline import ingest_run
 from jobs.config import Config
 from jobs.devkit.emulator.process import EmulatorProcess
 from jobs.stages.decode import DECODE_ERROR
@@ -58,10 +58,10 @@ def run(
                                   connection_string=emu.connection_string,
                                   eventhub=cfg.source.eventhub)  # fmt: skip
         os.environ["EVENTHUB_CONNECTION_STRING"] = emu.connection_string
-        _ingest(spark, cfg, work / "warm-up", total, vehicle=True)
+        ingest_run(spark, cfg, work / "warm-up", total, vehicle=True)
         bare = _bare_json_to_parquet(spark, bodies, work / "bare")
         heap = _heap_peaks(spark, reset=True)
-        ingest = _ingest(spark, cfg, work / "ingest", total, vehicle=True)
+        ingest = ingest_run(spark, cfg, work / "ingest", total, vehicle=True)
         heap = _heap_peaks(spark, reset=False)
         bare_again = _bare_json_to_parquet(spark, bodies, work / "bare-2")
         bare_rate = total / ((bare + bare_again) / 2)

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs.cli.args import conf_args
 from jobs.config import load_config, resolve_secret
+from jobs.errors import ConfigError
 from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
@@ -81,6 +82,31 @@ def add(commands: Any) -> None:
     emulator.add_argument("--keys-env", metavar="VAR",
                           help="variable holding the SAS keys as name=key;name2=key2 (default: the "
                           "official emulator's RootManageSharedAccessKey=SAS_KEY_VALUE)")  # fmt: skip
+    transports = emulator.add_argument_group(
+        "other transports",
+        "each on a port of its own, as Event Hubs serves them (0: a free port); "
+        "every address is printed after the connection string",
+    )
+    transports.add_argument(
+        "--tls-port", type=int, metavar="PORT", help="also AMQP over TLS (amqps; Event Hubs: 5671)"
+    )
+    transports.add_argument(
+        "--wss-port",
+        type=int,
+        metavar="PORT",
+        help="also AMQP over WebSocket over TLS (Event Hubs: 443)",
+    )
+    transports.add_argument(
+        "--ws-port", type=int, metavar="PORT", help="also AMQP over WebSocket without TLS"
+    )
+    transports.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="server certificate (chain) for TLS (default: a self-signed one "
+        "for localhost, written under --data-dir or a temporary folder)",
+    )
+    transports.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
     emulator.set_defaults(handler=_emulator)
 
     run = commands.add_parser(
@@ -170,17 +196,47 @@ def _emulator(args: argparse.Namespace) -> int:
         else:
             print(f"Endpoint=sb://localhost:{port};UseDevelopmentEmulator=true; (keys from "
                   f"{args.keys_env}: {', '.join(keys)})", flush=True)  # fmt: skip
+        others = await _other_transports(emulator, args)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with server:
             await stop.wait()
+        for other in others:
+            other.close()
         emulator.close()
         logger.info("emulator stopped")
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("emulator: --tls-cert and --tls-key go together")
     asyncio.run(serve())
     return 0
+
+
+async def _other_transports(emulator: Any, args: argparse.Namespace) -> list[Any]:
+    """Start the TLS and WebSocket listeners asked for; print each address (and the certificate
+    clients must trust) on its own line."""
+    import tempfile
+
+    from jobs.devkit.emulator.transports import WS_PATH, tls_context
+
+    wanted = [(args.tls_port, True, False, "AmqpOverTls=amqps://localhost:{}"),
+              (args.wss_port, True, True, "AmqpOverWebsocket=wss://localhost:{}" + WS_PATH),
+              (args.ws_port, False, True, "AmqpOverWebsocket=ws://localhost:{}" + WS_PATH)]  # fmt: skip
+    wanted = [w for w in wanted if w[0] is not None]
+    context = None
+    if any(tls for _, tls, _, _ in wanted):
+        home = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="eh-tls-"))
+        context, cert = tls_context(args.tls_cert, args.tls_key, home / "tls")
+        print(f"Certificate={cert.resolve()}", flush=True)
+    servers = []
+    for port, tls, websocket, line in wanted:
+        server = await emulator.serve(args.host, port, tls=context if tls else None,
+                                      websocket=websocket)  # fmt: skip
+        servers.append(server)
+        print(line.format(server.sockets[0].getsockname()[1]), flush=True)
+    return servers
 
 
 def _run(args: argparse.Namespace) -> int:

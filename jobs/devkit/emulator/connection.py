@@ -12,6 +12,7 @@ from jobs.devkit.emulator.auth import covers
 from jobs.devkit.emulator.codec import frames
 from jobs.devkit.emulator.links import Link, stolen, text, unauthorized
 from jobs.devkit.emulator.traffic import event_annotations, management_reply, runtime_metrics, store
+from jobs.devkit.emulator.transports import ByteReader, ByteWriter
 
 if TYPE_CHECKING:
     from jobs.devkit.emulator.server import Emulator
@@ -25,9 +26,7 @@ _OPEN, _BEGIN, _ATTACH, _FLOW, _TRANSFER, _DISPOSITION, _DETACH, _END, _CLOSE = 
 class Connection:
     """One client connection: SASL, then sessions and links on channels."""
 
-    def __init__(
-        self, emulator: Emulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, emulator: Emulator, reader: ByteReader, writer: ByteWriter) -> None:
         self.emulator, self.reader, self.writer = emulator, reader, writer
         self.links: dict[tuple[int, int], Link] = {}
         self.delivery_id = 0

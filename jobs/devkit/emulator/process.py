@@ -22,7 +22,7 @@ class EmulatorProcess:
 
     def __init__(
         self, data_dir: str | Path, *, config: str | Path = DEFAULT_CONFIG, port: int = 0,
-        fsync: str = "always",
+        fsync: str = "always", transports: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.data_dir, self.config, self.port, self.fsync = (
             Path(data_dir),
@@ -30,6 +30,10 @@ class EmulatorProcess:
             port,
             fsync,
         )
+        # ("tls", "wss", "ws"): the other transports, each on a free port; their addresses (and
+        # the certificate) land in ``addresses`` as the endpoint prints them
+        self.transports = transports
+        self.addresses: dict[str, str] = {}
         self.proc: subprocess.Popen[str] | None = None
         self.connection_string = ""
 
@@ -45,12 +49,17 @@ class EmulatorProcess:
             raise JobsError(f"the local Event Hubs endpoint did not start: {line!r}\n{log}")
         self.connection_string = line
         self.port = int(line.split("localhost:")[1].split(";")[0])
+        for _ in range(len(self.transports) + bool({"tls", "wss"} & set(self.transports))):
+            name, _, value = self.proc.stdout.readline().strip().partition("=")
+            key = "Certificate" if name == "Certificate" else value.split(":", 1)[0]
+            self.addresses[key] = value
         return self
 
     def _spawn(self, log_file: Any) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobs", "emulator", "--port", str(self.port), "--config",
-             str(self.config), "--data-dir", str(self.data_dir), "--fsync", self.fsync],
+             str(self.config), "--data-dir", str(self.data_dir), "--fsync", self.fsync,
+             *[a for t in self.transports for a in (f"--{t}-port", "0")]],
             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=log_file,
             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip

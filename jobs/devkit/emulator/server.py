@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from jobs.devkit.emulator.connection import Connection
 from jobs.devkit.emulator.links import Link, not_found, stolen
 from jobs.devkit.emulator.store import FsyncPolicy, Hub, load_config
 from jobs.devkit.emulator.traffic import start_position
+from jobs.devkit.emulator.transports import accept_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +40,15 @@ class Emulator:
         self.receivers: dict[tuple[str, str, str], list[Link]] = {}
         self._retention: asyncio.Task[None] | None = None
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
-        self._retention = asyncio.ensure_future(self._expire_forever())
-        return await asyncio.start_server(self._connection, host, port)
+    async def serve(
+        self, host: str, port: int, *, tls: ssl.SSLContext | None = None, websocket: bool = False
+    ) -> asyncio.Server:
+        """Serve AMQP on ``port``: over TLS with ``tls``, inside WebSocket with ``websocket``.
+        One endpoint may serve on several ports, one per transport."""
+        if self._retention is None:
+            self._retention = asyncio.ensure_future(self._expire_forever())
+        handler = functools.partial(self._connection, websocket=websocket)
+        return await asyncio.start_server(handler, host, port, ssl=tls)
 
     async def _expire_forever(self) -> None:
         while True:
@@ -116,11 +125,20 @@ class Emulator:
         link.position = start_position(hub.partitions[partition], filters)
         return self.claim(link)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = Connection(self, reader, writer)
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, websocket: bool
+    ) -> None:
+        try:
+            upgraded = await accept_websocket(reader, writer) if websocket else (reader, writer)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        if upgraded is None:
+            return
+        connection = Connection(self, *upgraded)
         try:
             await connection.run()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except Exception:
             logger.exception("connection failed")
