@@ -449,11 +449,13 @@ def test_an_expired_or_foreign_token_is_refused_and_a_fresh_one_accepted(endpoin
             properties(refused)
 
 
-def test_an_unknown_hub_is_refused_when_the_link_attaches(endpoint) -> None:
-    from azure.eventhub.exceptions import EventHubError
+def test_an_unknown_hub_is_refused_with_the_sdks_connect_error(endpoint) -> None:
+    """Refused at put-token (a token for a hub that does not exist) as Event Hubs refuses it;
+    a namespace-wide token is refused when its link attaches."""
+    from azure.eventhub.exceptions import ConnectError
 
     producer = EventHubProducerClient.from_connection_string(
         endpoint["conn"], eventhub_name="no-such-hub", retry_total=0
     )
-    with producer, pytest.raises(EventHubError):
+    with producer, pytest.raises(ConnectError, match="could not be found"):
         producer.create_batch()

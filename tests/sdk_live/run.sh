@@ -13,14 +13,14 @@ WORK="${WORK:-$VENV/livetests}"
 PY="$WORK/bin/python"
 
 if [ ! -f "$WORK/.installed" ]; then
-    # a virtualenv of its own whose other packages come from .venv (as for make test-spark40)
+    # a virtualenv of its own: the SDK's test packages extend azure.eventhub, which must be
+    # installed beside them (the project's pinned version)
+    version="$("$VENV/bin/python" -c 'import azure.eventhub as m; print(m.__version__)')"
     "$VENV/bin/python" -m venv "$WORK" || exit 2
-    "$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])' \
-        > "$("$PY" -c 'import site; print(site.getsitepackages()[0])')/dependencies.pth"
-    "$PY" -m pip install -q pytest-asyncio==1.5.0 python-dotenv==1.2.4 azure-mgmt-eventhub==12.0.0 \
+    "$PY" -m pip install -q "azure-eventhub==$version" pytest==9.2.0 pytest-timeout==2.4.0 \
+        pytest-asyncio==1.5.0 python-dotenv==1.2.4 azure-mgmt-eventhub==12.0.0 \
         azure-identity==1.27.0 azure-eventhub-checkpointstoreblob==1.2.0 \
-        azure-eventhub-checkpointstoreblob-aio==1.2.0 || exit 2
-    version="$("$PY" -c 'import azure.eventhub as m; print(m.__version__)')"
+        azure-eventhub-checkpointstoreblob-aio==1.2.0 aiohttp==3.13.4 websocket-client==1.9.2 || exit 2
     "$PY" -m pip download -q --no-deps --no-binary :all: -d "$WORK/sdist" "azure-eventhub==$version" || exit 2
     tar xzf "$WORK/sdist/azure_eventhub-$version.tar.gz" -C "$WORK/sdist" || exit 2
     rm -rf "$WORK/tests" && cp -r "$WORK/sdist/azure_eventhub-$version/tests" "$WORK/tests"
@@ -51,9 +51,11 @@ sed 's/^/endpoint: /' "$DATA/stdout"
 
 REPORT="$WORK/results-$(date -u +%Y%m%dT%H%M%SZ).xml"
 cd "$WORK/tests"
-PYTHONPATH="$HERE" "$PY" -m pytest -p no:cacheprovider -p no:xdist --timeout="${PER_TEST_TIMEOUT:-400}" \
-    -o asyncio_mode=auto -q -rfEs --junitxml="$REPORT" "${@:-livetest}"
+# the suite's own settings only (not the project's pyproject.toml, which lies above WORK)
+printf '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n' > "$WORK/pytest.ini"
+PYTHONPATH="$HERE" "$PY" -m pytest -c "$WORK/pytest.ini" --rootdir "$WORK/tests" -p no:cacheprovider \
+    --timeout="${PER_TEST_TIMEOUT:-400}" -q -rfEs --junitxml="$REPORT" "${@:-livetest}"
 rc=$?
-"$PY" "$HERE/summary.py" "$REPORT"
+[ -f "$REPORT" ] && "$PY" "$HERE/summary.py" "$REPORT"
 echo "pytest exit $rc; report $REPORT; endpoint log $DATA/emulator.log"
 exit $rc

@@ -79,7 +79,11 @@ def management_reply(
     if operation == "put-token":
         kind, audience = text(props.get(b"type")) or "", text(props.get(b"name")) or ""
         status, description, covered = check_token(keys, text(request.value) or "", audience, kind)
-        if status == 202:
+        known = {name.lower() for name in hubs}
+        if status == 202 and covered and covered[0] not in known:
+            # Event Hubs refuses a token for an entity it does not have, whatever the token
+            status, description = 404, f"The messaging entity '{audience}' could not be found."
+        elif status == 202:
             granted.append(covered)
     else:
         hub = hubs.get(text(props.get(b"name")))
