@@ -45,7 +45,7 @@ def alliance_table(table: str) -> str:
     return f"alliance/{table}"
 
 
-def _struct(ddl: str) -> T.StructType:
+def flat_schema(ddl: str) -> T.StructType:
     """A flat schema from ``name type, ...`` (simple types only), without a Spark session."""
     types = {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType(),
              "boolean": T.BooleanType(), "timestamp": T.TimestampType()}  # fmt: skip
@@ -53,18 +53,18 @@ def _struct(ddl: str) -> T.StructType:
     return T.StructType([T.StructField(name, types[kind]) for name, kind in pairs])
 
 
-DQ_SCHEMA = _struct(
+DQ_SCHEMA = flat_schema(
     "query_id string, batch_id long, event_type string, suite string, rule string, "
     "on_failure string, evaluated long, failed long, gx_success boolean, batch_seconds double, "
     "validated_at timestamp"
 )
-BATCHES_SCHEMA = _struct(
+BATCHES_SCHEMA = flat_schema(
     "query_id string, batch_id long, received long, residency_dropped string, bronze long, "
     "duplicates long, quarantined string, silver string, warned long, seconds double, "
     "validation_seconds double, committed_at timestamp, max_enqueued timestamp, "
-    "silver_committed_at timestamp"
+    "silver_committed_at timestamp, partners string"
 )
-DQ_GX_SCHEMA = _struct(
+DQ_GX_SCHEMA = flat_schema(
     "query_id string, batch_id long, event_type string, suite string, rule string, "
     "gx_success boolean, validated_with string, validated_at timestamp"
 )

@@ -43,6 +43,8 @@ def session_builder(cfg: Config) -> Any:
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
     # The per-vehicle stage (transformWithStateInPandas) needs the RocksDB state store.
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
+    # each query's rates, latency and state in Spark's metrics system (Databricks, Prometheus)
+    builder = builder.config("spark.sql.streaming.metricsEnabled", "true")
     jars = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
     own = jvm.jar()  # the dedup stage's operator; a cluster may supply it instead (--jars)
     for key, value in cfg.spark.conf.items():

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from jobs import __version__
 from jobs.cli import local, pipeline, share
@@ -49,15 +50,18 @@ class JsonFormatter(logging.Formatter):
     logged in the first place), and the exception when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            doc["data"] = data  # structured facts: a batch's metrics, an alert
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        return json.dumps(doc, default=str)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""The commands that run on a cluster: ``ingest``, ``replay``, ``maintain``."""
+"""The commands that run on a cluster: ``ingest``, ``publish``, ``erase``, ``report``, ``replay``,
+``maintain``."""
 
 from __future__ import annotations
 
@@ -51,6 +52,21 @@ def add(commands: Any) -> None:
     ingest.add_argument("--no-gx", dest="gx", action="store_false",
                         help="skip GX's batch verdict (the one-pass row checks still run)")  # fmt: skip
     ingest.set_defaults(handler=_ingest)
+
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML report: rates, backlog, quarantine, rules, GX, shares",
+        description="Write an HTML file (no network needed to open it) with plots and tables of "
+        "how the jobs ran: events per second and backlog per partition, batch duration by step, "
+        "quarantine rate per partner and per reason, the rules that fire most, residency drops, "
+        "duplicates, GX verdicts per suite, what each partner's share received, and the alerts. "
+        "Reads the metrics, ingest_batches, dq_results, dq_gx_results and alerts tables.",
+    )
+    conf_args(report)
+    report.add_argument("--since", default="24h",
+                        help="the period before now to cover: 90m, 24h (default), 7d")  # fmt: skip
+    report.add_argument("--out", default="report.html", help="the HTML file (default report.html)")
+    report.set_defaults(handler=_report)
 
     replay_cmd = commands.add_parser(
         "replay",
@@ -146,4 +162,15 @@ def _erase(args: argparse.Namespace) -> int:
     report = dataclasses.asdict(result)
     report["files_removed"] = {t: len(f) for t, f in result.files_removed.items()}
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.ops.report import build_report, parse_period
+
+    cfg = load_config(args.conf, args.overrides)
+    path = build_report(cfg, parse_period(args.since), Path(args.out))
+    print(f"report: {path.resolve()}")
     return 0

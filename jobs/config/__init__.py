@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jobs import countries
+from jobs.config.ops import AlertsConfig
 from jobs.config.toml import apply_overrides, build
 from jobs.contract import VEHICLE_RULES
 from jobs.errors import ConfigError, SecretNotFoundError
@@ -323,6 +324,7 @@ class Config:
     share: ShareConfig = field(default_factory=ShareConfig)
     vehicle: VehicleConfig = field(default_factory=VehicleConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     path: str = "<memory>"
 
     def __post_init__(self) -> None:

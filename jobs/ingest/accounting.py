@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from jobs.errors import SinkError
+from jobs.stages.quality.validate import NO_PARTNER
 
 
 @dataclass
@@ -34,6 +39,8 @@ class BatchStats:
     started: float = field(default_factory=time.monotonic)
     steps: dict[str, float] = field(default_factory=dict)
     current: str | None = None  # the step in progress
+    partners: dict[str, tuple[int, int]] = field(default_factory=dict)  # events, quarantined
+    rules: dict[str, tuple[int, int]] = field(default_factory=dict)  # type/rule: evaluated, failed
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -69,3 +76,15 @@ class BatchStats:
                 f"{self.duplicates}; nothing of this batch was committed"
             )
         self.bronze = bronze
+
+
+def partner_counts(
+    keys: pa.Table, fresh: pa.Array, undecodable: pa.Array, quarantined: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """Per partner: its events of the batch that were checked (``fresh``: neither
+    residency-dropped nor duplicates; or ``undecodable``) and how many went to quarantine
+    (``quarantined`` by the checks, plus the undecodable)."""
+    partners = pc.fill_null(keys.column("partner_id"), NO_PARTNER)
+    events = Counter(partners.filter(pc.or_(fresh, undecodable)).to_pylist())
+    bad = Counter(partners.filter(undecodable).to_pylist()) + Counter(quarantined)
+    return {p: (events[p], bad[p]) for p in sorted(set(events) | set(bad))}

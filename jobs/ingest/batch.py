@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from jobs.config import Config
 from jobs.delta import tables
 from jobs.delta.tables import TableWrite
-from jobs.ingest.accounting import BatchStats
+from jobs.ingest.accounting import BatchStats, partner_counts
 from jobs.ingest.gx import BackgroundValidation
 from jobs.lake import (
     BATCHES,
@@ -123,7 +123,7 @@ class Ingest:
         columns of every event that the counts need, on the driver."""
         staged = df if DUPLICATE in df.columns else self.with_stages(self.prepare(df))
         prepared = hold(staged)
-        columns = ("enqueuedTime", "event_type", RESIDENCY, DECODE_ERROR, DUPLICATE)
+        columns = ("enqueuedTime", "event_type", "partner_id", RESIDENCY, DECODE_ERROR, DUPLICATE)
         return prepared, prepared.select(*columns).toArrow()
 
     def process(self, df: DataFrame, batch_id: int, query_id: str) -> BatchStats:
@@ -189,9 +189,11 @@ class Ingest:
                 for t in self.checks:
                     if t in present:
                         typed[t] = hold(self.validation.checked(fresh, t))
-                failures = self.validation.count_failures(typed)
+                failures, quarantined_by_partner = self.validation.tally(typed)
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
+                stats.partners = partner_counts(keys, fresh_rows, undecodable,
+                                                quarantined_by_partner)  # fmt: skip
                 verdicts = self._inline_verdicts(typed)
             stats.validation_seconds = stats.steps["validate"]
 
@@ -223,6 +225,8 @@ class Ingest:
     def _predict(self, stats: BatchStats, failures: list[FailureCount], undecodable: int) -> None:
         """What validation says each table gets: silver and quarantined rows per event type."""
         per_type = self.validation.per_type(failures)
+        stats.rules = {f"{r.event_type}/{r.rule}": (per_type[r.event_type].rows, r.failed)
+                       for r in failures if r.rule is not None}  # fmt: skip
         stats.silver = {t: c.rows - c.quarantined for t, c in per_type.items()}
         stats.warned = sum(c.warned for c in per_type.values())
         stats.quarantined = {"decode": undecodable} if undecodable else {}

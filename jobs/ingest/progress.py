@@ -3,7 +3,6 @@ batch in progress is doing (so that a long batch shows movement, not a frozen li
 
 from __future__ import annotations
 
-import ast
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -11,18 +10,12 @@ from typing import Any, TextIO
 from pyspark import SparkContext
 
 from jobs.ingest.accounting import BatchStats
+from jobs.ops.metrics import source_offsets
 
 
 def committed_offsets(progress: dict[str, Any] | None) -> dict[str, int] | None:
     """Per partition, the next sequence number after the query's last committed batch."""
-    if not progress or not progress.get("sources"):
-        return None
-    end = progress["sources"][0].get("endOffset")
-    if isinstance(end, str):  # Spark reports a Python source's offset as its repr
-        end = ast.literal_eval(end)
-    if not isinstance(end, dict):
-        return None
-    return {str(k): int(v) for k, v in end.get("partitions", {}).items()}
+    return source_offsets(progress) if progress else None
 
 
 def spark_tasks(sc: SparkContext) -> tuple[int, int] | None:

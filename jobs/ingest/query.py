@@ -19,6 +19,8 @@ from jobs.errors import JobsError, SourceError
 from jobs.ingest.accounting import BatchStats
 from jobs.ingest.batch import Ingest
 from jobs.ingest.progress import ProgressLine, committed_offsets
+from jobs.ops.alerts import Alerts
+from jobs.ops.metrics import MetricsListener
 from jobs.session import query_error, spark_session
 from jobs.sources import hub, hub_ends, read_events
 from jobs.stages.quality.compiled import compiled_checks
@@ -35,6 +37,7 @@ class RunResult:
     seconds: float = 0.0
     query_id: str | None = None
     progress: dict[str, Any] | None = None  # the query's last progress report
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # the alerts raised
 
     @property
     def received(self) -> int:
@@ -87,6 +90,10 @@ def run_ingest(
         out.write(f"ingest: available-now: reading up to {sum(ending.values()):,} sequence numbers in "
                   f"{len(ending)} partitions, then stopping\n")  # fmt: skip
     lock = threading.Lock()
+    ends = _ends_reader(cfg) if eventhubs else (lambda: None)
+    alerts = Alerts(spark, cfg)
+    listener = MetricsListener(spark, cfg, ends={"ingest": ends}, on_row=alerts.on_metrics)
+    spark.streams.addListener(listener)
 
     def batch(df: DataFrame, batch_id: int) -> None:
         query_id = tables.stream_query_id(cfg, checkpoint)
@@ -96,6 +103,7 @@ def run_ingest(
             result.query_id = query_id
         if on_batch is not None:
             on_batch(stats)
+        alerts.on_batch(query_id, batch_id, stats.partners, stats.rules)
 
     # No empty batches: the per-vehicle stage keeps state with a processing-time TTL, for which
     # Spark would otherwise run a batch on every trigger even with nothing new to read.
@@ -108,8 +116,7 @@ def run_ingest(
     else:
         writer = writer.trigger(processingTime=f"{cfg.source.trigger_interval_s} seconds")
     query = writer.start()
-    line = ProgressLine(out, _ends_reader(cfg) if eventhubs else (lambda: None),
-                        sc=spark.sparkContext)  # fmt: skip
+    line = ProgressLine(out, ends, sc=spark.sparkContext)
     try:
         while query.isActive:
             if query.exception() is not None:
@@ -136,6 +143,10 @@ def run_ingest(
         line.close()
         result.progress = query.lastProgress
         query.stop()
+        if result.batches:  # the last batch's metrics row, which Spark reports after it ends
+            listener.wait_for(str(query.id), result.batches[-1].batch_id, timeout_s=15)
+        spark.streams.removeListener(listener)
+        result.alerts = alerts.raised
         if ingest.background is not None and ingest.background.pending:
             out.write("ingest: Great Expectations is validating the last batches\n")
         ingest.close()

@@ -19,7 +19,7 @@ LAYERS = [
     ("jobs.session",),
     ("jobs.sources", "jobs.delta", "jobs"),  # the package root registers the two data sources
     ("jobs.stages",),
-    ("jobs.lake",),
+    ("jobs.lake", "jobs.ops"),
     ("jobs.ingest", "jobs.replay", "jobs.maintain", "jobs.publish", "jobs.erase", "jobs.share"),
     ("jobs.devkit", "jobs.bench"),
     ("jobs.cli", "jobs.__main__"),

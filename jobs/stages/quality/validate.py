@@ -21,6 +21,8 @@ from jobs.stages.quality.rows import ACTION, FAILURES
 from jobs.stages.schemas import SchemaRegistry
 from jobs.stages.vehicle.stage import FAILURES as VEHICLE_FAILURES
 
+NO_PARTNER = "(none)"  # the partner of an event whose envelope names none
+
 
 class FailureCount(NamedTuple):
     """Rows of one event type with an action (``rule`` None, ``on_failure`` the action, ``None``
@@ -30,6 +32,13 @@ class FailureCount(NamedTuple):
     rule: str | None
     on_failure: str | None
     failed: int
+
+
+class Tally(NamedTuple):
+    """A batch's failures by type and rule, and its quarantined rows per partner."""
+
+    failures: list[FailureCount]
+    quarantined_by_partner: dict[str, int]
 
 
 class TypeCounts(NamedTuple):
@@ -60,15 +69,16 @@ class BatchChecks:
     def _of_type(self) -> dict[str, Column]:
         return {t: F.col(DECODE_ERROR).isNull() & (F.col("event_type") == t) for t in self.checks}
 
-    def count_failures(self, typed: dict[str, DataFrame]) -> list[FailureCount]:
-        """Per event type: rows by action, and rows per failed rule. One Spark job for all types
-        (each row's type, action and failed rules), counted on the driver."""
+    def tally(self, typed: dict[str, DataFrame]) -> Tally:
+        """Per event type: rows by action, and rows per failed rule; quarantined rows per
+        partner. One Spark job for all types (each row's type, partner, action and failed
+        rules), counted on the driver."""
         parts = [df.select(*self._rule_rows[t]) for t, df in typed.items()]
         if not parts:
-            return []
+            return Tally([], {})
         rows = functools.reduce(DataFrame.unionByName, parts).toArrow()
-        types = rows.column("event_type")
-        by_action = Counter(zip(types.to_pylist(), rows.column(ACTION).to_pylist(), strict=True))
+        types, actions = rows.column("event_type"), rows.column(ACTION)
+        by_action = Counter(zip(types.to_pylist(), actions.to_pylist(), strict=True))
         failed_rules = rows.column("rules")
         by_rule = Counter(zip(
             pc.take(types, pc.list_parent_indices(failed_rules)).to_pylist(),
@@ -77,13 +87,16 @@ class BatchChecks:
         out = [FailureCount(t, None, action, n) for (t, action), n in by_action.items()]
         out += [FailureCount(t, rule, self.on_failure.get(rule, "warn"), n)
                 for (t, rule), n in by_rule.items()]  # fmt: skip
-        return out
+        quarantined = rows.column("partner_id").filter(pc.equal(actions, "quarantine"))
+        return Tally(out, dict(Counter(p or NO_PARTNER for p in quarantined.to_pylist())))
 
     @functools.cached_property
     def _rule_rows(self) -> dict[str, list[Column]]:
         """Per event type: each row's type, action and the rules it failed (each once)."""
         rules = F.array_distinct(F.transform(FAILURES, lambda f: f["rule"])).alias("rules")
-        return {t: [F.lit(t).alias("event_type"), F.col(ACTION), rules] for t in self.checks}
+        partner = F.col("partner_id").cast("string").alias("partner_id")
+        return {t: [F.lit(t).alias("event_type"), partner, F.col(ACTION), rules]
+                for t in self.checks}  # fmt: skip
 
     def per_type(self, failures: list[FailureCount]) -> dict[str, TypeCounts]:
         """Rows, quarantined and warned per event type (every type, 0 for absent ones)."""
