@@ -92,7 +92,20 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
     report["total_seconds"] = round(time.monotonic() - began, 1)
     report["manifest"] = str(workdir / "simulated" / "manifest.jsonl")
+    report["alerts"] = [a["message"] for a in result.alerts]
+    report["report"] = str(_html_report(cfg, workdir, began, out))
     return report
+
+
+def _html_report(cfg: Config, workdir: Path, began: float, out: TextIO) -> Path:
+    """The run's HTML report (``python -m jobs report``), covering the run."""
+    from datetime import timedelta
+
+    from jobs.ops.report import build_report
+
+    out.write("run: writing the report\n")
+    period = timedelta(seconds=time.monotonic() - began + 60)
+    return build_report(cfg, period, workdir / "report.html").resolve()
 
 
 def _alliance_key(cfg: Config, out: TextIO) -> None:
@@ -138,3 +151,7 @@ def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     w(
         f"read one: .venv/bin/python -c \"import polars as pl; print(pl.read_delta('{lake}/silver/chassis_snapshot').head())\"\n"
     )
+    for alert in report.get("alerts", []):
+        w(f"alert: {alert}\n")
+    if report.get("report"):
+        w(f"report: {report['report']}\n")

@@ -20,7 +20,7 @@ from jobs.ingest.accounting import BatchStats
 from jobs.ingest.batch import Ingest
 from jobs.ingest.progress import ProgressLine, committed_offsets
 from jobs.ops.alerts import Alerts
-from jobs.ops.metrics import MetricsListener
+from jobs.ops.metrics import MetricsListener, stop_listening
 from jobs.session import query_error, spark_session
 from jobs.sources import hub, hub_ends, read_events
 from jobs.stages.quality.compiled import compiled_checks
@@ -143,9 +143,7 @@ def run_ingest(
         line.close()
         result.progress = query.lastProgress
         query.stop()
-        if result.batches:  # the last batch's metrics row, which Spark reports after it ends
-            listener.wait_for(str(query.id), result.batches[-1].batch_id, timeout_s=15)
-        spark.streams.removeListener(listener)
+        stop_listening(spark, listener, [query])
         result.alerts = alerts.raised
         if ingest.background is not None and ingest.background.pending:
             out.write("ingest: Great Expectations is validating the last batches\n")

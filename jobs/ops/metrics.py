@@ -124,7 +124,9 @@ class MetricsListener(StreamingQueryListener):
         except Exception:  # a listener must not fail the listener bus; the row is only lost
             logger.exception("metrics: could not record a batch's progress")
 
-    def record(self, progress: dict[str, Any]) -> dict[str, Any]:
+    def record(self, progress: dict[str, Any]) -> dict[str, Any] | None:
+        if "addBatch" not in (progress.get("durationMs") or {}):
+            return None  # a trigger that ran no batch
         reader = self.ends.get(progress.get("name") or "")
         row = metrics_row(progress, reader() if reader is not None else None)
         tables.append_rows(self.session, self.cfg, METRICS, [row], METRICS_SCHEMA,
@@ -158,3 +160,13 @@ class MetricsListener(StreamingQueryListener):
 
 def _fmt(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:,.0f}"
+
+
+def stop_listening(spark: SparkSession, listener: MetricsListener, queries: list[Any]) -> None:
+    """After ``queries`` stopped: wait for the rows of their last batches (Spark reports a
+    batch after it ends), then detach ``listener``."""
+    for query in queries:
+        progress = query.lastProgress
+        if progress and "addBatch" in (progress.get("durationMs") or {}):
+            listener.wait_for(str(query.id), int(progress["batchId"]), timeout_s=15)
+    spark.streams.removeListener(listener)

@@ -20,6 +20,7 @@ from jobs.config import Config
 from jobs.delta import changes, tables
 from jobs.errors import JobsError
 from jobs.lake import QUARANTINE, silver_table
+from jobs.ops.metrics import MetricsListener, stop_listening
 from jobs.publish import gold
 from jobs.publish.events import EventPublisher, PublishStats
 from jobs.publish.keys import key_ring
@@ -74,6 +75,8 @@ def run_publish(
     ring = key_ring(cfg)  # a missing or short key stops the job before anything runs
     result, lock, started = PublishResult(), threading.Lock(), time.monotonic()
     queries: list[tuple[Any, int | None]] = []
+    listener = MetricsListener(spark, cfg)
+    spark.streams.addListener(listener)
     for source in sources(cfg):
         if not tables.table_exists(spark, cfg, source.name):
             continue  # nothing to publish yet (the next start reads it)
@@ -119,6 +122,7 @@ def run_publish(
     finally:
         for query, _ in queries:
             query.stop()
+        stop_listening(spark, listener, [q for q, _ in queries])
     for query, _ in queries:
         if query.exception() is not None:
             raise query_error(query.exception())

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -302,3 +303,21 @@ def test_erasure_leaves_no_trace_of_the_vehicle(published, spark, tmp_path) -> N
     )
     assert _read(local, alliance_table("disengagement")).height == disengaged.height - result.rows[
         alliance_table("disengagement")]  # fmt: skip
+
+
+def test_the_report_shows_each_partners_share_and_the_publish_queries(published, tmp_path) -> None:
+    from datetime import timedelta
+
+    from jobs.ops.metrics import METRICS
+    from jobs.ops.report import build_report, share_rows
+
+    cfg, result = published
+    received = share_rows(cfg, since=datetime.now(UTC) - timedelta(hours=1))
+    for partner in cfg.partner_ids:
+        expected = sum(_read(cfg, partner_table(partner, t)).height for t in received[partner])
+        assert sum(received[partner].values()) == expected > 0, partner
+    queries = set(_read(cfg, METRICS)["query_name"])
+    assert {"ingest", "publish-chassis_snapshot", "publish-quarantine"} <= queries
+    page = build_report(cfg, timedelta(hours=1), tmp_path / "report.html").read_text()
+    shares = page[page.index('<section id="shares">') :].split("</section>")[0]
+    assert "<svg" in shares and all(p in shares for p in cfg.partner_ids)

@@ -9,6 +9,8 @@ import pytest
 from jobs import lake
 from jobs.config import PROJECT_ROOT, load_config
 from jobs.errors import QualityGateError
+from jobs.ops.alerts import ALERTS
+from jobs.ops.metrics import METRICS
 from jobs.session import failure_cause, query_error
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
@@ -33,7 +35,8 @@ def test_every_folder_the_readme_names_exists() -> None:
 def test_every_table_the_readme_lists_is_one_the_jobs_write() -> None:
     section = README.split("## Tables", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([a-z_/<>]+)`", section, re.M))
-    written = {lake.BRONZE, lake.QUARANTINE, lake.DQ, lake.DQ_GX, lake.BATCHES, lake.RELEASES}
+    written = {lake.BRONZE, lake.QUARANTINE, lake.DQ, lake.DQ_GX, lake.BATCHES, lake.RELEASES,
+               METRICS, ALERTS}  # fmt: skip
     assert listed == written | {lake.silver_table("<table>")}
 
 
