@@ -134,7 +134,7 @@ def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
         w(f"  {reason:48s} {n:>6,}\n")
     lake = report.get("lake", "lake")
     w(
-        f"tables under {lake}/ (bronze, silver/*, quarantine, dq_results, dq_gx_results, ingest_batches)\n"
+        f"tables under {lake}/ (bronze, silver/*, quarantine, dq_results, dq_gx_results, ingest_batches, metrics, alerts)\n"
     )
     publish = report.get("publish")
     if publish:

@@ -22,6 +22,7 @@ from jobs.config import Config
 from jobs.delta import tables
 from jobs.errors import QualityGateError
 from jobs.lake import flat_schema
+from jobs.stages.quality.validate import NO_PARTNER
 
 logger = logging.getLogger("jobs.alerts")
 
@@ -89,7 +90,8 @@ class Alerts:
                    f"partner {partner}: {bad:,} of {events:,} events quarantined "
                    f"({100 * bad / events:.1f}%, over {limit:g}%) in the last {n} batches")
             for partner, (events, bad) in sorted(totals.items())
-            if events >= self.rules.partner_min_events and 100 * bad / events > limit
+            if partner != NO_PARTNER  # undecodable bodies name no partner to alert about
+            and events >= self.rules.partner_min_events and 100 * bad / events > limit
         ]  # fmt: skip
 
     def _rule_jumps(self, rules: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
