@@ -15,8 +15,8 @@ from jobs.errors import ConfigError
 from jobs.stages.residency import DEFAULT_OUTLINE
 
 logger = logging.getLogger("jobs")
-BENCHMARKS = ("quality", "delta_write", "pipeline", "scale", "vehicle", "residency", "publish",
-              "share")  # fmt: skip
+BENCHMARKS = ("quality", "delta_write", "pipeline", "scale", "latency", "vehicle", "residency",
+              "publish", "share")  # fmt: skip
 
 
 def add(commands: Any) -> None:
@@ -288,6 +288,12 @@ def _bench(args: argparse.Namespace) -> int:
                         "%s ids", f"{args.recorded_ids:,}")  # fmt: skip
             report["scale"] = scale.run(spark, cfg, events=args.events,
                                         recorded=args.recorded_ids)  # fmt: skip
+        if "latency" in only:
+            from jobs.bench import latency
+
+            logger.info("bench latency: enqueue to silver at 100 events/s, 1 s trigger, against "
+                        "a pass-through query")  # fmt: skip
+            report["latency"] = latency.run(spark, cfg)
         if "vehicle" in only:
             logger.info("bench vehicle: per-vehicle rules over 100,000 simulated events")
             report["vehicle"] = vehicle.run(cfg, events=100_000)
