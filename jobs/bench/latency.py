@@ -6,8 +6,8 @@ from its enqueued time to the commit that made it readable.
 * the yardstick, in the same run: a pass-through query on the same source that writes the
   source rows to a bronze table and nothing else (collected once, committed by delta-rs).
 
-Events of the first ``warmup_s`` seconds (the query's first batches compile and warm up) are
-left out. Both queries start from an empty hub of their own.
+Events enqueued in the first ``warmup_s`` seconds of sending (the query's first batches compile
+and warm up on them) are left out. Each query starts from an empty hub of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,17 @@ from jobs.config import Config
 from jobs.delta import tables
 from jobs.devkit.emulator.process import EmulatorProcess
 
-Query = Callable[[Config, threading.Event], list[float]]
+Query = Callable[[Config, threading.Event], list[tuple[datetime, float]]]  # enqueued, latency
 
 
 def run(
-    spark: SparkSession, cfg: Config, *, rate: int = 100, seconds: int = 40, warmup_s: int = 10
+    spark: SparkSession, cfg: Config, *, rate: int = 100, seconds: int = 60, warmup_s: int = 30
 ) -> dict[str, Any]:
     from jobs.devkit.demo import local_config
     from jobs.devkit.simulator import SimulationParams, simulate
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    messages = simulate(SimulationParams(vehicles=200, events=rate * seconds, bad_rate=0.03,
+    messages = simulate(SimulationParams(vehicles=200, events=rate * (warmup_s + seconds), bad_rate=0.03,
                                          seed=11, end_time=datetime.now(UTC)), list(cfg.partners))  # fmt: skip
     bodies = [(m.partition_key, m.body) for m in messages]
     report: dict[str, Any] = {"events_per_s": rate, "seconds": seconds, "trigger_s": 1.0}
@@ -52,19 +52,18 @@ def run(
         with EmulatorProcess(work / f"eh-{name}", fsync="never") as emu:
             os.environ["EVENTHUB_CONNECTION_STRING"] = emu.connection_string
             stop = threading.Event()
-            result: list[list[float]] = []
+            result: list[list[tuple[datetime, float]]] = []
             worker = threading.Thread(
                 target=lambda q=query, c=local, s=stop, r=result: r.append(q(c, s))
             )
             worker.start()
-            time.sleep(warmup_s)  # the query starts and compiles; the hub is empty meanwhile
-            sent_from = datetime.now(UTC)
+            counted_from = datetime.now(UTC) + timedelta(seconds=warmup_s)
             _send_steadily(emu.connection_string, cfg.source.eventhub, bodies, rate)
-            time.sleep(5)  # the last events' batch
+            time.sleep(10)  # the last events' batches
             stop.set()
             worker.join(300)
-        latencies = [s for s in result[0] if s >= 0] if result else []
-        report[name] = _percentiles(latencies) | {"events": len(latencies), "from": str(sent_from)}
+        latencies = [s for t, s in (result[0] if result else []) if t >= counted_from]
+        report[name] = _percentiles(latencies) | {"events": len(latencies)}
     p95 = report["ingest"].get("p95_s"), report["pass_through"].get("p95_s")
     if p95[0] and p95[1]:
         report["ingest_p95_vs_pass_through"] = round(p95[0] / p95[1], 2)
@@ -96,10 +95,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _pass_through(spark: SparkSession) -> Query:
-    def query(cfg: Config, stop: threading.Event) -> list[float]:
+    def query(cfg: Config, stop: threading.Event) -> list[tuple[datetime, float]]:
         from jobs.sources import read_events
 
-        latencies: list[float] = []
+        latencies: list[tuple[datetime, float]] = []
         checkpoint = f"{cfg.lake.checkpoints}/pass-through"
 
         def batch(df: DataFrame, batch_id: int) -> None:
@@ -107,9 +106,8 @@ def _pass_through(spark: SparkSession) -> Query:
             tables.append_arrow(spark, cfg, "bronze", rows, df.schema,
                                 txn=(tables.stream_query_id(cfg, checkpoint), batch_id))  # fmt: skip
             now = datetime.now(UTC)
-            latencies.extend(
-                (now - _utc(t)).total_seconds() for t in rows["enqueuedTime"].to_pylist()
-            )
+            latencies.extend((_utc(t), (now - _utc(t)).total_seconds())
+                             for t in rows["enqueuedTime"].to_pylist())  # fmt: skip
 
         running = (read_events(spark, cfg).writeStream.foreachBatch(batch)
                    .option("checkpointLocation", checkpoint).trigger(processingTime="1 second")
@@ -123,7 +121,7 @@ def _pass_through(spark: SparkSession) -> Query:
 
 
 def _ingest(spark: SparkSession) -> Query:
-    def query(cfg: Config, stop: threading.Event) -> list[float]:
+    def query(cfg: Config, stop: threading.Event) -> list[tuple[datetime, float]]:
         from jobs.ingest.query import run_ingest
         from jobs.lake import silver_table
         from jobs.stages.schemas import SchemaRegistry
@@ -133,7 +131,7 @@ def _ingest(spark: SparkSession) -> Query:
             b.batch_id: b.silver_committed_at for b in result.batches if b.silver_committed_at
         }
         registry = SchemaRegistry.load(cfg.quality.schemas_path)
-        latencies: list[float] = []
+        latencies: list[tuple[datetime, float]] = []
         for schema in registry.schemas():
             path = tables.table_path(cfg, silver_table(schema.table))
             if not tables.table_exists(spark, cfg, silver_table(schema.table)):
@@ -141,7 +139,7 @@ def _ingest(spark: SparkSession) -> Query:
             for row in pl.read_delta(path).select("enqueuedTime", "batch_id").iter_rows():
                 at = visible.get(row[1])
                 if at is not None:
-                    latencies.append((at - _utc(row[0])).total_seconds())
+                    latencies.append((_utc(row[0]), (at - _utc(row[0])).total_seconds()))
         return latencies
 
     return query
