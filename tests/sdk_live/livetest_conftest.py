@@ -3,7 +3,8 @@ the local endpoint. The SDK's ``tests/conftest.py`` stays unchanged; pytest lets
 sub-folder replace fixtures of the same name, and only these are replaced:
 
 - ``live_eventhub``: instead of a fresh 2-partition hub made through the management plane, the
-  next unused hub of the pool the endpoint serves (``eh-0001``..., 2 partitions each).
+  next unused hub of the pool the endpoint serves (``eh-0001``..., 2 partitions each; each
+  pytest-xdist worker takes a slice of its own).
 - ``client_args``: the suite's own hook for redirecting clients; ``{"use_tls": False}`` (what
   ``UseDevelopmentEmulator=true`` sets), so most tests use plain AMQP on the endpoint's port.
   Tests that build clients without it use the production transports: AMQP over TLS on 5671 and
@@ -31,7 +32,11 @@ _HOST = _SETTINGS["Endpoint"].split("://", 1)[1].rstrip("/")  # localhost:PORT
 _KEY_NAME = _SETTINGS["SharedAccessKeyName"]
 _KEY = _SETTINGS["SharedAccessKey"]
 _POOL = int(os.environ.get("LOCAL_EH_HUBS", "400"))
-_NEXT = itertools.count(1)
+# pytest-xdist workers (gw0, gw1, ...) take disjoint slices of the pool
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+_SLICE = _POOL // _WORKERS
+_NEXT = itertools.count(_WORKER * _SLICE + 1)
 CONN_STR = (
     "Endpoint=sb://{}/;SharedAccessKeyName={};SharedAccessKey={};EntityPath={};"
     "UseDevelopmentEmulator=true"
@@ -58,8 +63,8 @@ if os.environ.get("LOCAL_EH_CA_BUNDLE"):
 @pytest.fixture()
 def live_eventhub():
     n = next(_NEXT)
-    if n > _POOL:
-        pytest.fail(f"the pool of {_POOL} hubs is used up: raise LOCAL_EH_HUBS")
+    if n > (_WORKER + 1) * _SLICE:
+        pytest.fail(f"this worker's {_SLICE} of the {_POOL} hubs are used up: raise LOCAL_EH_HUBS")
     hub = f"eh-{n:04d}"
     return {
         "resource_group": "local",

@@ -4,7 +4,8 @@
 # Usage: tests/sdk_live/run.sh [pytest args...]   default: livetest (the whole suite, about an hour)
 # Env: WORK (default .venv/livetests), PER_TEST_TIMEOUT (default 400 s: a few tests sleep 250 s),
 #      TLS_PORT, WSS_PORT, WS_PORT (default 5671, 443, 80: where the SDK goes for AMQP over TLS and
-#      WebSocket; binding ports under 1024 needs root or CAP_NET_BIND_SERVICE).
+#      WebSocket; binding ports under 1024 needs root or CAP_NET_BIND_SERVICE), WORKERS (default
+#      4: the tests mostly wait, so they run side by side, each worker on hubs of its own).
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -20,7 +21,8 @@ if [ ! -f "$WORK/.installed" ]; then
     "$PY" -m pip install -q "azure-eventhub==$version" pytest==9.2.0 pytest-timeout==2.4.0 \
         pytest-asyncio==1.5.0 python-dotenv==1.2.4 azure-mgmt-eventhub==12.0.0 \
         azure-identity==1.27.0 azure-eventhub-checkpointstoreblob==1.2.0 \
-        azure-eventhub-checkpointstoreblob-aio==1.2.0 aiohttp==3.13.4 websocket-client==1.9.2 || exit 2
+        azure-eventhub-checkpointstoreblob-aio==1.2.0 aiohttp==3.13.4 websocket-client==1.9.2 \
+        pytest-xdist==3.8.0 || exit 2
     "$PY" -m pip download -q --no-deps --no-binary :all: -d "$WORK/sdist" "azure-eventhub==$version" || exit 2
     tar xzf "$WORK/sdist/azure_eventhub-$version.tar.gz" -C "$WORK/sdist" || exit 2
     rm -rf "$WORK/tests" && cp -r "$WORK/sdist/azure_eventhub-$version/tests" "$WORK/tests"
@@ -54,7 +56,7 @@ cd "$WORK/tests"
 # the suite's own settings only (not the project's pyproject.toml, which lies above WORK)
 printf '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n' > "$WORK/pytest.ini"
 PYTHONPATH="$HERE" "$PY" -m pytest -c "$WORK/pytest.ini" --rootdir "$WORK/tests" -p no:cacheprovider \
-    --timeout="${PER_TEST_TIMEOUT:-400}" -q -rfEs --junitxml="$REPORT" "${@:-livetest}"
+    -n "${WORKERS:-4}" --timeout="${PER_TEST_TIMEOUT:-400}" -q -rfEs --junitxml="$REPORT" "${@:-livetest}"
 rc=$?
 [ -f "$REPORT" ] && "$PY" "$HERE/summary.py" "$REPORT"
 echo "pytest exit $rc; report $REPORT; endpoint log $DATA/emulator.log"
