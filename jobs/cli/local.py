@@ -87,18 +87,10 @@ def add(commands: Any) -> None:
         "each on a port of its own, as Event Hubs serves them (0: a free port); "
         "every address is printed after the connection string",
     )
-    transports.add_argument(
-        "--tls-port", type=int, metavar="PORT", help="also AMQP over TLS (amqps; Event Hubs: 5671)"
-    )
-    transports.add_argument(
-        "--wss-port",
-        type=int,
-        metavar="PORT",
-        help="also AMQP over WebSocket over TLS (Event Hubs: 443)",
-    )
-    transports.add_argument(
-        "--ws-port", type=int, metavar="PORT", help="also AMQP over WebSocket without TLS"
-    )
+    for flag, text in (("--tls-port", "also AMQP over TLS (amqps; Event Hubs: 5671)"),
+                       ("--wss-port", "also AMQP over WebSocket over TLS (Event Hubs: 443)"),
+                       ("--ws-port", "also AMQP over WebSocket without TLS")):  # fmt: skip
+        transports.add_argument(flag, type=int, metavar="PORT", help=text)
     transports.add_argument(
         "--tls-cert",
         type=Path,
