@@ -112,14 +112,16 @@ def _stop_state_store_maintenance(jvm: Any) -> None:
         jvm.org.apache.spark.sql.execution.streaming.state.StateStore.stop()
 
 
-def hold(df: DataFrame) -> DataFrame:
-    """``df`` computed now and kept by Spark (memory, spilling to disk) with its lineage cut.
+def hold(df: DataFrame, *, now: bool = True) -> DataFrame:
+    """``df`` kept by Spark (memory, spilling to disk) with its lineage cut: computed now, or
+    with ``now=False`` by the first job that reads it (frames held that way and read by one
+    job are computed together, in that job).
 
     A frame built on a held one plans against a scan of its blocks instead of the whole plan
     before it: PySpark analyses every new frame's plan eagerly, and a micro-batch's decode and
     check expressions are large. Free it with :func:`release`, or the blocks live until the
     JVM's garbage collector finds them."""
-    return df.localCheckpoint(eager=True)
+    return df.localCheckpoint(eager=now)
 
 
 def release(frames: Iterable[DataFrame]) -> None:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
@@ -153,7 +154,7 @@ def write_tables(
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
         steps: list[Callable[[], None]]
         if collect:
-            arrows = list(pool.map(lambda w: w.df.toArrow(), writes))
+            arrows = collect_together([w.df for w in writes])
             rows = {w.name: a.num_rows for w, a in zip(writes, arrows, strict=True)}
             steps = [functools.partial(write_arrow, _deltars_write(cfg, w.name, w.partition_by,
                                                                    txn, merge_schema),
@@ -174,6 +175,33 @@ def write_tables(
             done += len(wave)
             if on_wave is not None:
                 on_wave(i)
+
+
+def collect_together(frames: list[DataFrame]) -> list[pa.Table]:
+    """Each frame's rows as Arrow, from one Spark job: every frame packed into a struct column
+    of its own, the frames unioned, collected once and unpacked on the driver (a job per
+    frame costs more than the rows of a small batch)."""
+    if len(frames) == 1:
+        return [frames[0].toArrow()]
+    # the fields nullable: in the union, a row of another frame holds null for this one's
+    packed = [df.select(F.struct(*[F.col(f"`{c}`") for c in df.columns]).cast(T.StructType(
+                  [T.StructField(f.name, f.dataType, True) for f in df.schema.fields])).alias(f"_{i}"))
+              for i, df in enumerate(frames)]  # fmt: skip
+    union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), packed)
+    rows = union.toArrow()
+    out = []
+    for i, df in enumerate(frames):
+        column = rows.column(f"_{i}")
+        mine = column.filter(pc.is_valid(column)).combine_chunks()
+        table = pa.Table.from_struct_array(mine) if len(mine) else None
+        out.append(table if table is not None else to_arrow_schema_of(df).empty_table())
+    return out
+
+
+def to_arrow_schema_of(df: DataFrame) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.schema)
 
 
 def append_rows(

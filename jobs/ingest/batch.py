@@ -188,7 +188,8 @@ class Ingest:
             with stats.step("validate"):
                 for t in self.checks:
                     if t in present:
-                        typed[t] = hold(self.validation.checked(fresh, t))
+                        # computed together by the tally's job, then read by the writes
+                        typed[t] = hold(self.validation.checked(fresh, t), now=False)
                 failures, quarantined_by_partner = self.validation.tally(typed)
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
