@@ -224,8 +224,11 @@ async def _other_transports(emulator: Any, args: argparse.Namespace) -> list[Any
         print(f"Certificate={cert.resolve()}", flush=True)
     servers = []
     for port, tls, websocket, line in wanted:
-        server = await emulator.serve(args.host, port, tls=context if tls else None,
-                                      websocket=websocket)  # fmt: skip
+        if tls and websocket and context is not None:  # with TLS or without, as the SDK comes
+            server = await emulator.serve_websocket(args.host, port, context)
+        else:
+            server = await emulator.serve(args.host, port, tls=context if tls else None,
+                                          websocket=websocket)  # fmt: skip
         servers.append(server)
         print(line.format(server.sockets[0].getsockname()[1]), flush=True)
     return servers

@@ -33,9 +33,10 @@ def _client_args(emu: EmulatorProcess, transport: str) -> tuple[str, dict]:
     ``ws``), trusting the endpoint's certificate; production transports mean no
     ``UseDevelopmentEmulator`` (which turns TLS off)."""
     conn = emu.connection_string
-    if transport == "ws":
+    if transport in ("ws", "ws-on-wss"):  # the WebSocket port without TLS, or the TLS one
+        port = _port(emu.addresses["ws" if transport == "ws" else "wss"])
         return conn, {"transport_type": TransportType.AmqpOverWebsocket, "use_tls": False,
-                      "custom_endpoint_address": f"http://localhost:{_port(emu.addresses['ws'])}"}  # fmt: skip
+                      "custom_endpoint_address": f"http://localhost:{port}"}  # fmt: skip
     secure = conn.replace("UseDevelopmentEmulator=true;", "")
     if transport == "amqps":
         address, kind = f"sb://localhost:{_port(emu.addresses['amqps'])}", TransportType.Amqp
@@ -86,20 +87,22 @@ def test_events_cross_every_transport_unchanged(endpoint, sender, receiver, part
     assert _receive(endpoint, receiver, partition, len(bodies)) == bodies
 
 
-def test_the_asyncio_sdk_over_websocket_with_tls(endpoint) -> None:
+def test_the_asyncio_sdk_over_websocket_with_and_without_tls_on_one_port(endpoint) -> None:
+    """The asyncio SDK sends WebSocket clients to 443 whether TLS is on or not (off with
+    ``UseDevelopmentEmulator``): that port serves both."""
     from azure.eventhub.aio import EventHubProducerClient as AsyncProducer
 
-    conn, args = _client_args(endpoint, "wss")
-
-    async def send() -> dict:
+    async def send(transport: str) -> dict:
+        conn, args = _client_args(endpoint, transport)
         async with AsyncProducer.from_connection_string(conn, eventhub_name=HUB, **args) as p:
             batch = await p.create_batch(partition_id="3")
             batch.add(EventData(BIG))
             await p.send_batch(batch)
             return await p.get_partition_properties("3")
 
-    assert asyncio.run(send())["last_enqueued_sequence_number"] == 0
-    assert _receive(endpoint, "amqps", "3", 1) == [BIG]
+    assert asyncio.run(send("wss"))["last_enqueued_sequence_number"] == 0
+    assert asyncio.run(send("ws-on-wss"))["last_enqueued_sequence_number"] == 1
+    assert _receive(endpoint, "amqps", "3", 2) == [BIG, BIG]
 
 
 @pytest.mark.parametrize("transport", ["amqps", "wss"])

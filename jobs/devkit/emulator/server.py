@@ -14,7 +14,7 @@ from jobs.devkit.emulator.connection import Connection
 from jobs.devkit.emulator.links import Link, not_found, stolen
 from jobs.devkit.emulator.store import FsyncPolicy, Hub, load_config
 from jobs.devkit.emulator.traffic import start_position
-from jobs.devkit.emulator.transports import accept_websocket
+from jobs.devkit.emulator.transports import EitherServer, accept_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,15 @@ class Emulator:
             self._retention = asyncio.ensure_future(self._expire_forever())
         handler = functools.partial(self._connection, websocket=websocket)
         return await asyncio.start_server(handler, host, port, ssl=tls)
+
+    async def serve_websocket(self, host: str, port: int, tls: ssl.SSLContext) -> EitherServer:
+        """AMQP over WebSocket on ``port``, with TLS or without (as the official emulator's
+        asyncio clients come to 443 when ``UseDevelopmentEmulator`` turns TLS off)."""
+        if self._retention is None:
+            self._retention = asyncio.ensure_future(self._expire_forever())
+        return await EitherServer.start(
+            functools.partial(self._connection, websocket=True), host, port, tls
+        )
 
     async def _expire_forever(self) -> None:
         while True:

@@ -15,8 +15,10 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import socket
 import ssl
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -218,3 +220,77 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     n = len(payload)
     key = (mask * (n // 4 + 1))[:n]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+class EitherServer:
+    """A listening socket whose connections may or may not start with a TLS handshake (its first
+    byte, peeked, says which): the SDK's asyncio client sends AMQP over WebSocket to 443 without
+    TLS when ``UseDevelopmentEmulator`` turns TLS off, where its other clients use TLS."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sockets = [sock]
+        self.tasks: set[asyncio.Future[None]] = set()  # the accept loop and each handshake
+
+    @classmethod
+    async def start(
+        cls, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        host: str, port: int, tls: ssl.SSLContext,
+    ) -> EitherServer:  # fmt: skip
+        server = cls(socket.create_server((host, port)))
+        server.sockets[0].setblocking(False)
+        server.keep(server.accept_forever(handler, tls))
+        return server
+
+    def keep(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def accept_forever(
+        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        tls: ssl.SSLContext,
+    ) -> None:  # fmt: skip
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self.sockets[0])
+            self.keep(_either(conn, handler, tls))
+
+    def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        self.sockets[0].close()
+
+
+async def _either(
+    conn: socket.socket,
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    tls: ssl.SSLContext,
+) -> None:
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(conn.fileno(), ready)
+    try:
+        await asyncio.wait_for(readable, 30)
+        first = conn.recv(1, socket.MSG_PEEK)
+    except (TimeoutError, OSError):
+        conn.close()
+        return
+    finally:
+        loop.remove_reader(conn.fileno())
+    reader = asyncio.StreamReader(limit=MAX_WS_FRAME)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    try:
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol,
+            conn,
+            ssl=tls if first == b"\x16" else None,  # 0x16: a TLS handshake
+        )
+    except (OSError, ssl.SSLError):
+        conn.close()
+        return
+    await handler(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
