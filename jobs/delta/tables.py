@@ -133,6 +133,7 @@ def write_tables(
     before_commit: Callable[[dict[str, int]], None] | None = None,
     on_wave: Callable[[int], None] | None = None,
     on_driver: bool = True,
+    one_job: bool = False,
 ) -> None:
     """Appends to several tables, each idempotent by ``txn``: the writes of a wave side by side,
     the waves in order, ``on_wave(i)`` once wave ``i`` is committed.
@@ -142,7 +143,8 @@ def write_tables(
 
     With ``deltars`` and ``on_driver``, each table's rows are collected to the driver as Arrow
     and written there (:func:`jobs.delta.write.write_arrow`), with no Python workers: for
-    frames that fit in the driver's memory. Otherwise each table is written by its own
+    frames that fit in the driver's memory; with ``one_job``, by one Spark job for all of them
+    (:func:`collect_together`: for small frames, where a job costs more than their rows). Otherwise each table is written by its own
     distributed job (always so with native Delta), and the rows are counted first when
     ``before_commit`` asks for them.
     """
@@ -154,7 +156,10 @@ def write_tables(
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
         steps: list[Callable[[], None]]
         if collect:
-            arrows = collect_together([w.df for w in writes])
+            if one_job:
+                arrows = collect_together([w.df for w in writes])
+            else:
+                arrows = list(pool.map(lambda w: w.df.toArrow(), writes))
             rows = {w.name: a.num_rows for w, a in zip(writes, arrows, strict=True)}
             steps = [functools.partial(write_arrow, _deltars_write(cfg, w.name, w.partition_by,
                                                                    txn, merge_schema),
@@ -179,8 +184,9 @@ def write_tables(
 
 def collect_together(frames: list[DataFrame]) -> list[pa.Table]:
     """Each frame's rows as Arrow, from one Spark job: every frame packed into a struct column
-    of its own, the frames unioned, collected once and unpacked on the driver (a job per
-    frame costs more than the rows of a small batch)."""
+    of its own, the frames unioned, collected once and unpacked on the driver. A job per frame
+    costs more than the rows of a small batch; for large frames this costs more (every row
+    carries every frame's struct, null), so they are collected a job each."""
     if len(frames) == 1:
         return [frames[0].toArrow()]
     # the fields nullable: in the union, a row of another frame holds null for this one's

@@ -214,7 +214,7 @@ class Ingest:
                    before_commit=lambda rows: stats.check(
                        bronze=rows[BRONZE], quarantine=rows[QUARANTINE],
                        silver={t: rows.get(name, 0) for name, t in silver_of.items()}),
-                   on_driver=stats.received <= DRIVER_WRITE_EVENTS)  # fmt: skip
+                   on_driver=stats.received <= DRIVER_WRITE_EVENTS, one_job=small)  # fmt: skip
             with stats.step("write dq_results"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(failures, verdicts, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip
