@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
@@ -199,15 +200,9 @@ def collect_together(frames: list[DataFrame]) -> list[pa.Table]:
     for i, df in enumerate(frames):
         column = rows.column(f"_{i}")
         mine = column.filter(pc.is_valid(column)).combine_chunks()
-        table = pa.Table.from_struct_array(mine) if len(mine) else None
-        out.append(table if table is not None else to_arrow_schema_of(df).empty_table())
+        out.append(pa.Table.from_struct_array(mine) if len(mine)
+                   else to_arrow_schema(df.schema).empty_table())  # fmt: skip
     return out
-
-
-def to_arrow_schema_of(df: DataFrame) -> pa.Schema:
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(df.schema)
 
 
 def append_rows(
@@ -221,8 +216,6 @@ def append_rows(
 ) -> None:
     """Append a few rows built on the driver (batch bookkeeping, quality results), idempotent by
     ``txn``, adding columns the table lacks. With ``deltars`` no Spark job runs."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
     append_arrow(spark, cfg, name, arrow, schema, txn=txn)
 

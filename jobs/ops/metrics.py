@@ -10,6 +10,7 @@ sequence number the query will read.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import threading
@@ -19,41 +20,42 @@ from datetime import datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from jobs.config import Config
 from jobs.delta import tables
+from jobs.lake import flat_schema
 
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics"
-METRICS_SCHEMA = T.StructType([
-    T.StructField("query_name", T.StringType()), T.StructField("query_id", T.StringType()),
-    T.StructField("run_id", T.StringType()), T.StructField("batch_id", T.LongType()),
-    T.StructField("timestamp", T.TimestampType()), T.StructField("input_rows", T.LongType()),
-    T.StructField("input_rows_per_s", T.DoubleType()),
-    T.StructField("processed_rows_per_s", T.DoubleType()),
-    T.StructField("duration_ms", T.LongType()), T.StructField("durations_ms", T.StringType()),
-    T.StructField("state_rows", T.LongType()), T.StructField("state_memory_bytes", T.LongType()),
-    T.StructField("backlog", T.LongType()), T.StructField("backlog_by_partition", T.StringType()),
-])  # fmt: skip
+METRICS_SCHEMA = flat_schema(
+    "query_name string, query_id string, run_id string, batch_id long, timestamp timestamp, "
+    "input_rows long, input_rows_per_s double, processed_rows_per_s double, duration_ms long, "
+    "durations_ms string, state_rows long, state_memory_bytes long, backlog long, "
+    "backlog_by_partition string"
+)
 
 Ends = Callable[[], dict[str, int] | None]
 
 
-def source_offsets(progress: dict[str, Any]) -> dict[str, int] | None:
-    """Per partition, the next sequence number the query reads after this batch (the first
-    source's end offset), or None for a source without partitions."""
+def end_offset(progress: dict[str, Any]) -> Any:
+    """The first source's end offset in a progress report, parsed (Spark reports a Python
+    source's offset as its JSON or its repr), or None."""
     sources = progress.get("sources") or []
     end = sources[0].get("endOffset") if sources else None
-    if isinstance(end, str):  # Spark reports a Python source's offset as its JSON or repr
+    if isinstance(end, str):
         try:
             end = json.loads(end)
         except ValueError:
-            import ast
-
             end = ast.literal_eval(end)
+    return end
+
+
+def source_offsets(progress: dict[str, Any]) -> dict[str, int] | None:
+    """Per partition, the next sequence number the query reads after this batch, or None for a
+    source without partitions."""
+    end = end_offset(progress)
     if not isinstance(end, dict) or not isinstance(end.get("partitions"), dict):
         return None
     return {str(k): int(v) for k, v in end["partitions"].items()}

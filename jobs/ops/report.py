@@ -40,8 +40,11 @@ def parse_period(text: str) -> timedelta:
     return timedelta(minutes=n) if unit == "m" else timedelta(hours=n * (24 if unit == "d" else 1))
 
 
-def read(cfg: Config, name: str, time_column: str, since: datetime) -> list[dict[str, Any]]:
-    """A table's rows from ``since`` on (none when the table does not exist)."""
+def read(
+    cfg: Config, name: str, time_column: str, since: datetime, json_columns: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """A table's rows from ``since`` on (none when the table does not exist), the JSON text of
+    ``json_columns`` parsed once (an empty dict for null)."""
     from deltalake import DeltaTable
 
     path, options = tables.table_path(cfg, name), storage_options(cfg) or None
@@ -51,7 +54,10 @@ def read(cfg: Config, name: str, time_column: str, since: datetime) -> list[dict
     column = dataset.schema.field(time_column)
     bound = pa.scalar(since, pa.timestamp("us", "UTC")).cast(column.type)
     table = dataset.to_table(filter=pc.field(time_column) >= bound)
-    return table.sort_by(time_column).to_pylist()
+    rows = table.sort_by(time_column).to_pylist()
+    for row in rows:
+        row.update({c: json.loads(row.get(c) or "{}") for c in json_columns})
+    return rows
 
 
 def share_rows(cfg: Config, since: datetime) -> dict[str, dict[str, int]]:
@@ -81,8 +87,9 @@ def build_report(cfg: Config, period: timedelta, out: Path, *, now: datetime | N
     """Write the report of the last ``period`` to ``out``; returns its path."""
     now = now or datetime.now(UTC)
     since = now - period
-    metrics = read(cfg, METRICS, "timestamp", since)
-    batches = read(cfg, BATCHES, "committed_at", since)
+    metrics = read(cfg, METRICS, "timestamp", since, ("durations_ms", "backlog_by_partition"))
+    batches = read(cfg, BATCHES, "committed_at", since,
+                   ("partners", "quarantined", "residency_dropped"))  # fmt: skip
     dq = read(cfg, DQ, "validated_at", since)
     gx = read(cfg, DQ_GX, "validated_at", since)
     alerts = read(cfg, ALERTS, "raised_at", since)
@@ -113,17 +120,13 @@ def _throughput(metrics: list[dict[str, Any]]) -> list[Section]:
     rates |= {"ingest arriving": ([m["timestamp"] for m in ingest], [m["input_rows_per_s"] or 0 for m in ingest])}  # fmt: skip
     backlog: dict[str, tuple[list[datetime], list[float]]] = {}
     for m in ingest:
-        for partition, n in json.loads(m["backlog_by_partition"] or "{}").items():
+        for partition, n in m["backlog_by_partition"].items():
             xs, ys = backlog.setdefault(f"partition {partition}", ([], []))
             xs.append(m["timestamp"])
             ys.append(n)
     recent = ingest[-40:]
-    steps = sorted(
-        {k for m in recent for k in json.loads(m["durations_ms"] or "{}")} - {"triggerExecution"}
-    )
-    parts = {
-        s: [json.loads(m["durations_ms"] or "{}").get(s, 0) / 1000 for m in recent] for s in steps
-    }
+    steps = sorted({k for m in recent for k in m["durations_ms"]} - {"triggerExecution"})
+    parts = {s: [m["durations_ms"].get(s, 0) / 1000 for m in recent] for s in steps}
     summary = [[q, len(rows), sum(m["input_rows"] for m in rows),
                 round(max((m["processed_rows_per_s"] or 0) for m in rows), 1),
                 round(sorted(m["duration_ms"] or 0 for m in rows)[len(rows) // 2] / 1000, 2)]
@@ -136,7 +139,7 @@ def _throughput(metrics: list[dict[str, Any]]) -> list[Section]:
         ("backlog", "Backlog per Event Hubs partition", "Events enqueued but not yet read by "
          "the ingest query, after each batch.", plots.lines(backlog, "events"),
          ["partition", "backlog after the last batch"],
-         [[p, n] for p, n in json.loads((last or {}).get("backlog_by_partition") or "{}").items()]),
+         [[p, n] for p, n in (last or {}).get("backlog_by_partition", {}).items()]),
         ("steps", "Batch duration by step", "Spark's steps of the last ingest batches, seconds.",
          plots.stacked_bars([str(m["batch_id"]) for m in recent], parts, "seconds"),
          ["batch", "rows", "seconds"],
@@ -149,7 +152,7 @@ def _quality(batches: list[dict[str, Any]], dq: list[dict[str, Any]]) -> list[Se
     partners: dict[str, tuple[list[datetime], list[float]]] = {}
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for b in batches:
-        for partner, (events, bad) in json.loads(b.get("partners") or "{}").items():
+        for partner, (events, bad) in b["partners"].items():
             xs, ys = partners.setdefault(partner, ([], []))
             xs.append(b["committed_at"])
             ys.append(100 * bad / events if events else 0)
@@ -165,7 +168,7 @@ def _quality(batches: list[dict[str, Any]], dq: list[dict[str, Any]]) -> list[Se
         if r["on_failure"] == "quarantine" and r["failed"]:
             quarantine_rules[r["rule"]] += r["failed"]
             by_rule_time[r["rule"]][r["validated_at"]] += r["failed"]
-    decode = [json.loads(b["quarantined"] or "{}").get("decode", 0) for b in batches]
+    decode = [b["quarantined"].get("decode", 0) for b in batches]
     reasons = {"decode": (times, decode)} if any(decode) else {}
     reasons |= {rule: (sorted(by_rule_time[rule]), [by_rule_time[rule][t] for t in sorted(by_rule_time[rule])])
                 for rule, _ in quarantine_rules.most_common(8)}  # fmt: skip
@@ -176,10 +179,10 @@ def _quality(batches: list[dict[str, Any]], dq: list[dict[str, Any]]) -> list[Se
     for i, r in enumerate(dq):
         (early if i < half else late)[r["rule"]] += r["failed"] or 0
     drops: dict[str, tuple[list[datetime], list[float]]] = {}
-    for reason in sorted({k for b in batches for k in json.loads(b["residency_dropped"] or "{}")}):
+    for reason in sorted({k for b in batches for k in b["residency_dropped"]}):
         drops[reason] = (
             times,
-            [json.loads(b["residency_dropped"] or "{}").get(reason, 0) for b in batches],
+            [b["residency_dropped"].get(reason, 0) for b in batches],
         )
     return [
         ("partner-quarantine", "Quarantine rate per partner", "Share of each partner's checked "

@@ -3,7 +3,6 @@ each with its own checkpoint, and the gold recompute for the months their new ro
 
 from __future__ import annotations
 
-import ast
 import logging
 import sys
 import threading
@@ -20,7 +19,7 @@ from jobs.config import Config
 from jobs.delta import changes, tables
 from jobs.errors import JobsError
 from jobs.lake import QUARANTINE, silver_table
-from jobs.ops.metrics import MetricsListener, stop_listening
+from jobs.ops.metrics import MetricsListener, end_offset, stop_listening
 from jobs.publish import gold
 from jobs.publish.events import EventPublisher, PublishStats
 from jobs.publish.keys import key_ring
@@ -135,9 +134,7 @@ def _reached(query: Any, ending: int) -> bool:
     progress = query.lastProgress
     if not progress or not progress.get("sources"):
         return ending < 0
-    end = progress["sources"][0].get("endOffset")
-    if isinstance(end, str):  # Spark reports a Python source's offset as its repr
-        end = ast.literal_eval(end)
+    end = end_offset(progress)
     return (
         isinstance(end, dict)
         and int(end.get("version", -1)) >= ending

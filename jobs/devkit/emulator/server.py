@@ -45,19 +45,21 @@ class Emulator:
     ) -> asyncio.Server:
         """Serve AMQP on ``port``: over TLS with ``tls``, inside WebSocket with ``websocket``.
         One endpoint may serve on several ports, one per transport."""
-        if self._retention is None:
-            self._retention = asyncio.ensure_future(self._expire_forever())
+        self._start_retention()
         handler = functools.partial(self._connection, websocket=websocket)
         return await asyncio.start_server(handler, host, port, ssl=tls)
 
     async def serve_websocket(self, host: str, port: int, tls: ssl.SSLContext) -> EitherServer:
         """AMQP over WebSocket on ``port``, with TLS or without (as the official emulator's
         asyncio clients come to 443 when ``UseDevelopmentEmulator`` turns TLS off)."""
-        if self._retention is None:
-            self._retention = asyncio.ensure_future(self._expire_forever())
+        self._start_retention()
         return await EitherServer.start(
             functools.partial(self._connection, websocket=True), host, port, tls
         )
+
+    def _start_retention(self) -> None:
+        if self._retention is None:  # one loop for every port the endpoint serves
+            self._retention = asyncio.ensure_future(self._expire_forever())
 
     async def _expire_forever(self) -> None:
         while True:
