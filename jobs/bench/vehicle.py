@@ -10,6 +10,7 @@ one-pass row checks would mark them.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import pandas as pd
 
 from jobs.config import Config
 from jobs.devkit.simulator import SimulationParams, simulate
-from jobs.stages.vehicle.rules import FIELDS, TRUSTED, check_vehicle, fields_read
+from jobs.stages.vehicle.rules import VehicleEvents, check_vehicle, fields_read
 from jobs.stages.vehicle.state import VehicleState
 
 
@@ -43,8 +44,7 @@ def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any
             if doc is not None:
                 by_vin[doc["vin"]].append((doc, message.record))
         for vin, rows in by_vin.items():
-            frame = _frame(rows, fields)
-            found = check_vehicle(frame, states[vin], cfg.vehicle, fields)
+            found = check_vehicle(_events(rows, fields), states[vin], cfg.vehicle, fields)
             for (_, record), failures in zip(rows, found, strict=True):
                 rules = {f["rule"] for f in failures}
                 want = _expected(record)
@@ -85,22 +85,26 @@ def _expected(record: dict[str, Any]) -> str | None:
     return flags[0] if flags else None
 
 
-def _frame(rows: list[tuple[dict[str, Any], dict[str, Any]]], fields: list[str]) -> pd.DataFrame:
-    now = pd.Timestamp.now(tz="UTC")
+def _events(rows: list[tuple[dict[str, Any], dict[str, Any]]], fields: list[str]) -> VehicleEvents:
+    now = time.time()
 
     def trusted(record: dict[str, Any]) -> bool:  # what the row-level checks let through
         if record["outcome"] == "quarantined":
             return bool(record["detection"] == "cross_event")
         return record["outcome"] != "residency_dropped"
 
-    return pd.DataFrame({
-        "event_type": [d.get("event_type") for d, _ in rows],
-        "boot_id": [d.get("boot_id") for d, _ in rows],
-        "seq_num": [d.get("seq_num") for d, _ in rows],
-        "event_time": [pd.Timestamp(d["event_time"]) if d.get("event_time") else pd.NaT for d, _ in rows],
-        "enqueuedTime": [now] * len(rows),
-        "partition": ["0"] * len(rows),
-        "sequenceNumber": list(range(len(rows))),
-        TRUSTED: [trusted(r) for _, r in rows],
-        FIELDS: [{f: (d.get("payload") or {}).get(f) for f in fields} for d, _ in rows],
-    })  # fmt: skip
+    def seconds(doc: dict[str, Any]) -> float:
+        value = doc.get("event_time")
+        return pd.Timestamp(value).timestamp() if value else math.nan
+
+    return VehicleEvents(
+        event_type=[d.get("event_type") for d, _ in rows],
+        boot=[d.get("boot_id") for d, _ in rows],
+        seq=[d.get("seq_num") for d, _ in rows],
+        time=[seconds(d) for d, _ in rows],
+        enqueued=[now] * len(rows),
+        partition=["0"] * len(rows),
+        position=list(range(len(rows))),
+        trusted=[trusted(r) for _, r in rows],
+        values=[{f: (d.get("payload") or {}).get(f) for f in fields} for d, _ in rows],
+    )

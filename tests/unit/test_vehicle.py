@@ -18,8 +18,7 @@ from jobs.contract import (
     SEQ_REPLAY,
     SPEED_DISTANCE,
 )
-from jobs.stages.vehicle import rules
-from jobs.stages.vehicle.rules import CHASSIS, TRUSTED, check_vehicle
+from jobs.stages.vehicle.rules import CHASSIS, VehicleEvents, check_vehicle
 from jobs.stages.vehicle.state import VehicleState
 
 CFG = VehicleConfig()
@@ -41,23 +40,23 @@ def _trip(n: int, *, boot: str = "b1", start_seq: int = 1, start: int = 0) -> li
     return rows
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "event_type": [r["event_type"] for r in rows],
-        "boot_id": [r["boot_id"] for r in rows],
-        "seq_num": [r["seq_num"] for r in rows],
-        "event_time": [r["event_time"] for r in rows],
-        "enqueuedTime": [r.get("enqueued", T0 + pd.Timedelta(hours=1)) for r in rows],
-        "partition": ["0"] * len(rows),
-        "sequenceNumber": list(range(len(rows))),
-        TRUSTED: [r.get("trusted", True) for r in rows],
-        rules.FIELDS: [r["fields"] for r in rows],
-    })  # fmt: skip
+def _events(rows: list[dict]) -> VehicleEvents:
+    return VehicleEvents(
+        event_type=[r["event_type"] for r in rows],
+        boot=[r["boot_id"] for r in rows],
+        seq=[r["seq_num"] for r in rows],
+        time=[r["event_time"].timestamp() for r in rows],
+        enqueued=[r.get("enqueued", T0 + pd.Timedelta(hours=1)).timestamp() for r in rows],
+        partition=["0"] * len(rows),
+        position=list(range(len(rows))),
+        trusted=[r.get("trusted", True) for r in rows],
+        values=[r["fields"] for r in rows],
+    )
 
 
 def _rules(rows: list[dict], state: VehicleState | None = None, cfg: VehicleConfig = CFG):
     state = state if state is not None else VehicleState()
-    failures = check_vehicle(_frame(rows), state, cfg, FIELDS)
+    failures = check_vehicle(_events(rows), state, cfg, FIELDS)
     return [sorted(f["rule"] for f in row) for row in failures], state
 
 
@@ -149,7 +148,7 @@ def test_rules_can_be_switched_off_or_made_warnings() -> None:
     rows = _trip(8)
     rows[3]["fields"]["odometer_m"] -= 5000
     rows[6]["fields"]["lat"] += 1.0
-    failures = check_vehicle(_frame(rows), VehicleState(), cfg, FIELDS)
+    failures = check_vehicle(_events(rows), VehicleState(), cfg, FIELDS)
     assert [f["on_failure"] for f in failures[3]] == ["warn"]
     assert failures[6] == []
 

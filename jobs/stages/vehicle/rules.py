@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from jobs.config import VehicleConfig
 from jobs.contract import (
@@ -47,16 +46,6 @@ FIELDS = "vehicle_fields"  # the payload fields the rules read, as a struct of d
 def fields_read(cfg: VehicleConfig) -> list[str]:
     """The payload fields the rules read (as doubles)."""
     return list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
-
-
-def _seconds(series: pd.Series) -> list[float]:
-    """Timestamps as epoch seconds (NaN for null), as a plain list for the per-event loop; read
-    from the column's integer ticks (``pd.to_datetime`` and ``.dt`` cost much more per call)."""
-    if series.dtype.kind != "M":  # "M": datetime64, with or without a time zone
-        series = pd.to_datetime(series, utc=True)
-    times: Any = series.array
-    per_second, missing = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[times.unit], pd.NaT.value
-    return [math.nan if t == missing else t / per_second for t in times.asi8.tolist()]
 
 
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -98,20 +87,30 @@ def _order(
     return sorted(range(len(boots)), key=key)
 
 
+@dataclass
+class VehicleEvents:
+    """One vehicle's events of a micro-batch, as columns in input order. Times are epoch
+    seconds (NaN for none); ``values`` are the payload fields the rules read."""
+
+    event_type: list[str | None]
+    boot: list[str | None]
+    seq: list[Any]
+    time: list[float]
+    enqueued: list[float]
+    partition: list[Any]
+    position: list[Any]  # the sequence number in the partition
+    trusted: list[bool]
+    values: list[Mapping[str, Any] | None]
+
+
 def check_vehicle(
-    batch: pd.DataFrame, state: VehicleState, cfg: VehicleConfig, fields: list[str]
+    events: VehicleEvents, state: VehicleState, cfg: VehicleConfig, fields: list[str]
 ) -> list[list[dict[str, str]]]:
-    """Failures per row of one vehicle's events (in input order); updates ``state``."""
-    out: list[list[dict[str, str]]] = [[] for _ in range(len(batch))]
-    times, enqueued = _seconds(batch["event_time"]), _seconds(batch["enqueuedTime"])
-    boots, seqs, trusted = (
-        batch["boot_id"].tolist(),
-        batch["seq_num"].tolist(),
-        batch[TRUSTED].tolist(),
-    )
-    types, payloads = batch["event_type"].tolist(), batch[FIELDS].tolist()
-    ordered = _order(boots, seqs, times, trusted, enqueued, batch["partition"].tolist(),
-                     batch["sequenceNumber"].tolist())  # fmt: skip
+    """Failures per event of one vehicle (in input order); updates ``state``."""
+    out: list[list[dict[str, str]]] = [[] for _ in range(len(events.trusted))]
+    times, enqueued, trusted = events.time, events.enqueued, events.trusted
+    boots, seqs, types, payloads = events.boot, events.seq, events.event_type, events.values
+    ordered = _order(boots, seqs, times, trusted, enqueued, events.partition, events.position)
     for i in ordered:
         if not trusted[i] or math.isnan(times[i]):
             continue
@@ -139,7 +138,7 @@ def _int(value: Any) -> int | None:
 
 @dataclass
 class _Row:
-    event_type: str
+    event_type: str | None
     boot: str | None
     seq: int | None
     t: float

@@ -12,11 +12,12 @@ the row-level failures, so quarantine reasons and ``dq_results`` name vehicle ru
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
@@ -31,20 +32,23 @@ from jobs.stages.vehicle.rules import (
     FIELDS,
     RULES,
     TRUSTED,
+    VehicleEvents,
     check_vehicle,
     fields_read,
 )
 from jobs.stages.vehicle.state import VehicleState
 
 FAILURES = "_vehicle_failures"  # the stage's output column
-# Spark hands a pandas processor positional names (``_24``) for columns whose names start with
-# an underscore, so around the stateful operator those are renamed (``u_decode_error``) and back.
 _OUT = "vehicle_failures"
-# what the processor reads of a row (the rest of it rides packed: see add_vehicle_checks)
-_READ = ("vin", TRUSTED, "event_time", "enqueuedTime", "boot_id", "seq_num", "event_type",
-         FIELDS, "partition", "sequenceNumber")  # fmt: skip
-_CARRIED = "vehicle_carried"
-_CONSUMED = (TRUSTED, FIELDS)  # made for the processor, not returned by it
+_CARRIED = "vehicle_carried"  # the whole input row, packed (see add_vehicle_checks)
+_EVENT_S, _ENQUEUED_S = "event_s", "enqueued_s"
+# What the processor reads of a row. None of the names starts with an underscore: Spark hands
+# a pandas processor positional names (``_24``) for those.
+_READ = ("vin", TRUSTED, _EVENT_S, _ENQUEUED_S, "boot_id", "seq_num", "event_type", FIELDS,
+         "partition", "sequenceNumber", _CARRIED)  # fmt: skip
+_OUTPUT = T.StructType([
+    T.StructField(_CARRIED, T.StringType()), T.StructField(_OUT, T.ArrayType(FAILURE_TYPE)),
+])  # fmt: skip
 
 
 def add_vehicle_checks(
@@ -55,11 +59,10 @@ def add_vehicle_checks(
     Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
     input row comes out once, with the same columns and values plus the failures.
 
-    The processor gets the columns it reads; every other column of the row rides through it
-    packed in one JSON string (``vehicle_carried``), unpacked after. PySpark hands the
-    processor each row as a tuple of all its columns and builds a pandas frame per vehicle from
-    them, so the width of the row is most of the stage's cost. Timestamps ride as themselves
-    (JSON would round them to milliseconds)."""
+    The processor gets the few columns it reads, times as epoch seconds; the whole row rides
+    through it packed in one JSON string (``vehicle_carried``, timestamps as microseconds so
+    nothing is rounded) and is unpacked after. The processor builds its input per vehicle from
+    every column it is handed, so the width of the row would otherwise be most of its cost."""
     fields = fields_read(cfg)
     payload_type = ", ".join(f"`{f}` double" for f in fields)
     staged = with_trust(
@@ -68,49 +71,43 @@ def add_vehicle_checks(
         fields,
         residency,
     )
+    times = {f.name for f in prepared.schema.fields if isinstance(f.dataType, T.TimestampType)}
+    packed = F.to_json(F.struct(*[
+        F.unix_micros(F.col(f"`{c}`")).alias(c) if c in times else F.col(f"`{c}`")
+        for c in prepared.columns
+    ]))  # fmt: skip
     carried = T.StructType([
-        f for f in prepared.schema.fields
-        if f.name not in _READ and not isinstance(f.dataType, T.TimestampType)
+        T.StructField(f.name, T.LongType()) if f.name in times else f
+        for f in prepared.schema.fields
     ])  # fmt: skip
-    packed = staged.withColumn(
-        _CARRIED, F.to_json(F.struct(*[F.col(f"`{f.name}`") for f in carried.fields]))
-    ).drop(*carried.fieldNames())
-    hidden = [c for c in packed.columns if c.startswith("_")]
-    packed = packed.withColumnsRenamed({c: f"u{c}" for c in hidden})
-    checked = (
-        packed.groupBy("vin")
-        .transformWithStateInPandas(
-            statefulProcessor=VehicleChecks(cfg, fields),
-            outputStructType=_output_schema(packed),
-            outputMode="Append",
-            timeMode="ProcessingTime",  # the state's TTL counts processing time
-        )
-        .withColumnsRenamed({f"u{c}": c for c in hidden})
+    staged = staged.select(
+        "vin", TRUSTED, _epoch_seconds("event_time").alias(_EVENT_S),
+        _epoch_seconds("enqueuedTime").alias(_ENQUEUED_S), "boot_id", "seq_num", "event_type",
+        FIELDS, "partition", "sequenceNumber", packed.alias(_CARRIED),
+    )  # fmt: skip
+    grouped: Any = staged.groupBy("vin")
+    rows = hasattr(grouped, "transformWithState")  # Spark 4.1; 4.0 has the pandas form only
+    transform = grouped.transformWithState if rows else grouped.transformWithStateInPandas
+    checked = transform(
+        statefulProcessor=VehicleChecks(cfg, fields, rows=rows),
+        outputStructType=_OUTPUT,
+        outputMode="Append",
+        timeMode="ProcessingTime",  # the state's TTL counts processing time
     )
     # FAILFAST: a value that did not survive the trip stops the batch instead of turning null
     unpacked = F.from_json(F.col(_CARRIED), carried, {"mode": "FAILFAST"})
-    inside = set(carried.fieldNames())
+
+    def column(name: str) -> Column:
+        value = F.col(f"{_CARRIED}.`{name}`")
+        return (F.timestamp_micros(value) if name in times else value).alias(name)
+
     return checked.withColumn(_CARRIED, unpacked).select(
-        *[
-            F.col(f"{_CARRIED}.`{c}`" if c in inside else f"`{c}`").alias(c)
-            for c in prepared.columns
-        ],
-        F.col(_OUT).alias(FAILURES),
+        *[column(c) for c in prepared.columns], F.col(_OUT).alias(FAILURES)
     )
 
 
-def _output_schema(staged: DataFrame) -> Any:
-    """The input's columns but the stage's own inputs (:func:`_emit`), plus the failures."""
-    kept = [f for f in staged.schema.fields if f.name not in _CONSUMED]
-    return T.StructType([*kept, T.StructField(_OUT, T.ArrayType(FAILURE_TYPE))])
-
-
-def _emit(batch: pd.DataFrame, failures: list[list[dict[str, str]]]) -> pd.DataFrame:
-    """The processor's output: the rows without the columns made for it (a struct column
-    costs a dict per row on the way back), with their failures."""
-    out = batch.drop(columns=list(_CONSUMED))
-    out[_OUT] = failures
-    return out
+def _epoch_seconds(column: str) -> Column:
+    return F.unix_micros(F.col(column)) / F.lit(1e6)
 
 
 def with_trust(
@@ -163,28 +160,60 @@ def carried_failures(reasons: Column, cfg: VehicleConfig) -> Column:
 
 
 class VehicleChecks(StatefulProcessor):
-    """The rules, per VIN; see the module docstring."""
+    """The rules, per VIN; see the module docstring. ``rows``: handed rows (Spark's
+    ``transformWithState``) rather than pandas frames (``transformWithStateInPandas``)."""
 
-    def __init__(self, cfg: VehicleConfig, fields: list[str]) -> None:
-        self.cfg, self.fields = cfg, fields
+    def __init__(self, cfg: VehicleConfig, fields: list[str], *, rows: bool) -> None:
+        self.cfg, self.fields, self.rows = cfg, fields, rows
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         ttl_ms = int(self.cfg.state_ttl_hours * 3600 * 1000)
         self.state = handle.getValueState("vehicle", "doc string", ttl_ms)
 
-    def handleInputRows(
-        self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
-    ) -> Iterator[pd.DataFrame]:
-        chunks = list(rows)
-        batch = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
-        if key[0] is None or True not in batch[TRUSTED].tolist():
-            yield _emit(batch, [[] for _ in range(len(batch))])
-            return
-        stored = self.state.get()  # None when there is none: one call to the state server
-        state = VehicleState(json.loads(stored[0]) if stored else None)
-        failures = check_vehicle(batch, state, self.cfg, self.fields)
-        self.state.update((state.dump(),))
-        yield _emit(batch, failures)
+    def handleInputRows(self, key: Any, rows: Iterator[Any], timerValues: Any) -> Iterator[Any]:
+        events, carried = _from_rows(list(rows)) if self.rows else _from_frames(list(rows))
+        if key[0] is None or True not in events.trusted:
+            failures: list[list[dict[str, str]]] = [[] for _ in carried]
+        else:
+            stored = self.state.get()  # None when there is none: one call to the state server
+            state = VehicleState(json.loads(stored[0]) if stored else None)
+            failures = check_vehicle(events, state, self.cfg, self.fields)
+            self.state.update((state.dump(),))
+        if self.rows:
+            yield from (
+                Row(**{_CARRIED: c, _OUT: f}) for c, f in zip(carried, failures, strict=True)
+            )
+        else:
+            yield pd.DataFrame({_CARRIED: carried, _OUT: failures})
 
     def close(self) -> None:
         pass
+
+
+def _from_rows(rows: list[Row]) -> tuple[VehicleEvents, list[str]]:
+    """A vehicle's rows (at least one: Spark calls the processor for keys with input)."""
+    by_name = dict(zip(rows[0].__fields__, zip(*rows, strict=True), strict=True))
+    return _events(by_name)
+
+
+def _from_frames(frames: list[pd.DataFrame]) -> tuple[VehicleEvents, list[str]]:
+    batch = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    by_name = {c: batch[c].tolist() for c in _READ}
+    return _events(by_name)
+
+
+def _events(by_name: dict[str, Any]) -> tuple[VehicleEvents, list[str]]:
+    """Either form's columns as the rules take them (a struct arrives as a dict in both)."""
+    events = VehicleEvents(
+        event_type=list(by_name["event_type"]), boot=list(by_name["boot_id"]),
+        seq=list(by_name["seq_num"]), time=_floats(by_name[_EVENT_S]),
+        enqueued=_floats(by_name[_ENQUEUED_S]), partition=list(by_name["partition"]),
+        position=list(by_name["sequenceNumber"]), trusted=[t is True for t in by_name[TRUSTED]],
+        values=list(by_name[FIELDS]),
+    )  # fmt: skip
+    return events, list(by_name[_CARRIED])
+
+
+def _floats(values: Any) -> list[float]:
+    """Nulls as NaN (pandas hands NaN already, rows hand None)."""
+    return [math.nan if v is None else float(v) for v in values]
