@@ -6,8 +6,9 @@ from its enqueued time to the commit that made it readable.
 * the yardstick, in the same run: a pass-through query on the same source that writes the
   source rows to a bronze table and nothing else (collected once, committed by delta-rs).
 
-Events enqueued in the first ``warmup_s`` seconds of sending (the query's first batches compile
-and warm up on them) are left out. Each query starts from an empty hub of its own.
+The steady sending starts once the query has committed its first batch (one second's events
+sent ahead: a long-running job has compiled its plans long before), and the events enqueued in
+the ``warmup_s`` seconds after that are left out. Each query starts from an empty hub of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from jobs.config import Config
 from jobs.delta import tables
 from jobs.devkit.emulator.process import EmulatorProcess
 
-Query = Callable[[Config, threading.Event], list[tuple[datetime, float]]]  # enqueued, latency
+# (config, stop, ready: set once the first batch has committed) -> [(enqueued, latency)]
+Query = Callable[[Config, threading.Event, threading.Event], list[tuple[datetime, float]]]
 
 
 def run(
@@ -51,14 +53,16 @@ def run(
             local.source, trigger_interval_s=1.0, starting_position="earliest"))  # fmt: skip
         with EmulatorProcess(work / f"eh-{name}", fsync="never") as emu:
             os.environ["EVENTHUB_CONNECTION_STRING"] = emu.connection_string
-            stop = threading.Event()
+            stop, ready = threading.Event(), threading.Event()
             result: list[list[tuple[datetime, float]]] = []
-            worker = threading.Thread(
-                target=lambda q=query, c=local, s=stop, r=result: r.append(q(c, s))
-            )
+            worker = threading.Thread(target=lambda q=query, c=local, s=stop, g=ready, r=result:
+                                      r.append(q(c, s, g)))  # fmt: skip
             worker.start()
+            _send_steadily(emu.connection_string, cfg.source.eventhub, bodies[:rate], rate)
+            if not ready.wait(600):
+                raise RuntimeError(f"bench latency: the {name} query committed no batch in 600 s")
             counted_from = datetime.now(UTC) + timedelta(seconds=warmup_s)
-            _send_steadily(emu.connection_string, cfg.source.eventhub, bodies, rate)
+            _send_steadily(emu.connection_string, cfg.source.eventhub, bodies[rate:], rate)
             time.sleep(10)  # the last events' batches
             stop.set()
             worker.join(300)
@@ -95,7 +99,9 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _pass_through(spark: SparkSession) -> Query:
-    def query(cfg: Config, stop: threading.Event) -> list[tuple[datetime, float]]:
+    def query(
+        cfg: Config, stop: threading.Event, ready: threading.Event
+    ) -> list[tuple[datetime, float]]:
         from jobs.sources import read_events
 
         latencies: list[tuple[datetime, float]] = []
@@ -108,6 +114,7 @@ def _pass_through(spark: SparkSession) -> Query:
             now = datetime.now(UTC)
             latencies.extend((_utc(t), (now - _utc(t)).total_seconds())
                              for t in rows["enqueuedTime"].to_pylist())  # fmt: skip
+            ready.set()
 
         running = (read_events(spark, cfg).writeStream.foreachBatch(batch)
                    .option("checkpointLocation", checkpoint).trigger(processingTime="1 second")
@@ -121,12 +128,15 @@ def _pass_through(spark: SparkSession) -> Query:
 
 
 def _ingest(spark: SparkSession) -> Query:
-    def query(cfg: Config, stop: threading.Event) -> list[tuple[datetime, float]]:
+    def query(
+        cfg: Config, stop: threading.Event, ready: threading.Event
+    ) -> list[tuple[datetime, float]]:
         from jobs.ingest.query import run_ingest
         from jobs.lake import silver_table
         from jobs.stages.schemas import SchemaRegistry
 
-        result = run_ingest(cfg, spark=spark, out=io.StringIO(), stop=stop, timeout_s=600)
+        result = run_ingest(cfg, spark=spark, out=io.StringIO(), stop=stop, timeout_s=900,
+                            on_batch=lambda _: ready.set())  # fmt: skip
         visible = {
             b.batch_id: b.silver_committed_at for b in result.batches if b.silver_committed_at
         }

@@ -190,8 +190,9 @@ def collect_together(frames: list[DataFrame]) -> list[pa.Table]:
     carries every frame's struct, null), so they are collected a job each."""
     if len(frames) == 1:
         return [frames[0].toArrow()]
-    # the fields nullable: in the union, a row of another frame holds null for this one's
-    packed = [df.select(F.struct(*[F.col(f"`{c}`") for c in df.columns]).cast(T.StructType(
+    # The fields nullable: in the union, a row of another frame holds null for this one's.
+    # ``struct(*)`` in one expression: a column object per field costs a call into the JVM each.
+    packed = [df.select(F.expr("struct(*)").cast(T.StructType(
                   [T.StructField(f.name, f.dataType, True) for f in df.schema.fields])).alias(f"_{i}"))
               for i, df in enumerate(frames)]  # fmt: skip
     union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), packed)

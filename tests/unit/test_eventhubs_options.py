@@ -16,7 +16,7 @@ from jobs.sources.eventhubs.options import (
     parse_position,
     redact,
 )
-from jobs.sources.eventhubs.read import Range, split
+from jobs.sources.eventhubs.read import Range, Ranges, split
 from jobs.sources.kafka import kafka_options
 
 CONN = (
@@ -98,8 +98,9 @@ def test_the_rate_limit_is_split_by_backlog_and_starves_no_partition() -> None:
 
 def test_large_ranges_are_split_over_tasks() -> None:
     opts = EventHubsOptions.from_options(
-        {"connectionString": CONN, "eventHubName": "h", "maxEventsPerTask": "100"}
-    )
+        {"connectionString": CONN, "eventHubName": "h", "maxEventsPerTask": "100",
+         "minEventsPerTask": "1"}
+    )  # fmt: skip
     ranges = split({"0": 0, "1": 10}, {"0": 250, "1": 10}, opts)
     assert [(r.partition, r.start, r.end) for r in ranges] == [
         ("0", 0, 100),
@@ -107,6 +108,22 @@ def test_large_ranges_are_split_over_tasks() -> None:
         ("0", 200, 250),
     ]
     assert all(isinstance(r, Range) for r in ranges)
+
+
+def test_small_ranges_of_several_partitions_share_a_task() -> None:
+    opts = EventHubsOptions.from_options(
+        {"connectionString": CONN, "eventHubName": "h", "minEventsPerTask": "100"}
+    )
+    tasks = split({"0": 0, "1": 0, "2": 0, "3": 0}, {"0": 60, "1": 30, "2": 500, "3": 50}, opts)
+    shapes = [
+        [(r.partition, r.start, r.end) for r in t.ranges] if isinstance(t, Ranges)
+        else (t.partition, t.start, t.end) for t in tasks
+    ]  # fmt: skip
+    assert shapes == [("2", 0, 500), [("0", 0, 60), ("1", 0, 30)], ("3", 0, 50)]
+    one_each = EventHubsOptions.from_options(
+        {"connectionString": CONN, "eventHubName": "h", "minEventsPerTask": "1"}
+    )
+    assert len(split({"0": 0, "1": 0}, {"0": 5, "1": 5}, one_each)) == 2
 
 
 def test_kafka_options_for_the_event_hubs_kafka_endpoint() -> None:

@@ -118,7 +118,7 @@ KEYS = OptionKeys(
         "eventhubs.startingPositions": "starting_positions",
         "endingPositions": "ending_positions", "eventhubs.endingPositions": "ending_positions",
         "maxEventsPerTrigger": "max_events_per_trigger",
-        "maxEventsPerTask": "max_events_per_task",
+        "maxEventsPerTask": "max_events_per_task", "minEventsPerTask": "min_events_per_task",
         "receiveTimeout": "receive_timeout_s", "eventhubs.receiverTimeout": "receive_timeout_s",
         "prefetch": "prefetch", "eventhubs.prefetchCount": "prefetch",
         "failOnDataLoss": "fail_on_data_loss",
@@ -145,6 +145,7 @@ class EventHubsOptions:
     ending_positions: dict[str, Position] | None = None
     max_events_per_trigger: int | None = None
     max_events_per_task: int = 200_000
+    min_events_per_task: int = 5_000
     receive_timeout_s: float = 60.0
     prefetch: int = 1000
     fail_on_data_loss: bool = True
@@ -203,7 +204,7 @@ def _parse(name: str, key: str, text: str) -> Any:
         return parse_position(text, key)
     if name in ("starting_positions", "ending_positions"):
         return parse_positions(text.strip(), key)
-    if name in ("max_events_per_trigger", "max_events_per_task", "prefetch"):
+    if name in ("max_events_per_trigger", "max_events_per_task", "min_events_per_task", "prefetch"):
         return KEYS.integer(key, text, minimum=1)
     if name == "receive_timeout_s":
         return KEYS.seconds(key, text)

@@ -1,4 +1,5 @@
-"""The executors' side: one task reads one range of sequence numbers of one partition."""
+"""The executors' side: one task reads one range of sequence numbers of one partition, or
+several small ranges of different partitions one after the other."""
 
 from __future__ import annotations
 
@@ -50,9 +51,19 @@ class Range(InputPartition):
     options: EventHubsOptions
 
 
+@dataclass(frozen=True)
+class Ranges(InputPartition):
+    """Small ranges of several partitions, read by one task: a task's fixed cost (shipping
+    the plan, a Python worker, a connection) is more than a few hundred events' reading."""
+
+    ranges: tuple[Range, ...]
+
+
 def split(
     start: Mapping[str, int], end: Mapping[str, int], options: EventHubsOptions
-) -> list[Range]:
+) -> list[Range | Ranges]:
+    """The tasks of a batch: ranges of at most ``max_events_per_task`` events; ranges of fewer
+    than ``min_events_per_task`` put together, up to that many events a task."""
     ranges = []
     for pid in sorted(end, key=lambda p: (len(p), p)):
         first, stop = start.get(pid, end[pid]), end[pid]
@@ -60,7 +71,27 @@ def split(
             upto = min(stop, first + options.max_events_per_task)
             ranges.append(Range(pid, first, upto, options))
             first = upto
-    return ranges
+    least = min(options.min_events_per_task, options.max_events_per_task)
+    tasks: list[Range | Ranges] = [r for r in ranges if r.end - r.start >= least]
+    group: list[Range] = []
+    for r in (r for r in ranges if r.end - r.start < least):
+        if group and sum(g.end - g.start for g in [*group, r]) > least:
+            tasks.append(Ranges(tuple(group)) if len(group) > 1 else group[0])
+            group = []
+        group.append(r)
+    if group:
+        tasks.append(Ranges(tuple(group)) if len(group) > 1 else group[0])
+    return tasks
+
+
+def read_task(task: InputPartition) -> Iterator[Any]:
+    """A task's events (:func:`split`); with nothing to read Spark still runs one task, with a
+    placeholder partition."""
+    if isinstance(task, Range):
+        yield from read_range(task)
+    elif isinstance(task, Ranges):
+        for part in task.ranges:
+            yield from read_range(part)
 
 
 def read_range(part: Range) -> Iterator[Any]:

@@ -3,7 +3,7 @@
 The Scala Event Hubs connector has no Spark 4 build; this is a ``pyspark.sql.datasource`` source
 with the same output columns and its option keys accepted as aliases, so an existing ``ehConf``
 works unchanged. Executors read (one input partition per Event Hubs partition, large backlogs
-split into several sequence ranges); the driver only asks for hub and partition properties.
+split into several sequence ranges, small ones of several partitions read by one task); the driver only asks for hub and partition properties.
 Offsets in Spark's checkpoint are per-partition sequence numbers, so a restarted query reads
 exactly the events after its last committed batch.
 
@@ -32,6 +32,9 @@ option                     Scala connector key                     meaning
                                                                    across partitions by backlog
 ``maxEventsPerTask``                                               split larger ranges of one
                                                                    partition over several tasks
+``minEventsPerTask``                                               read smaller ranges of several
+                                                                   partitions in one task (default
+                                                                   5000; 1: a task per partition)
 ``receiveTimeout``         ``eventhubs.receiverTimeout``           seconds, ``30s`` or ``PT30S``
                                                                    (default 60)
 ``prefetch``               ``eventhubs.prefetchCount``             events buffered per receiver
@@ -66,7 +69,7 @@ from pyspark.sql.types import StructType
 from jobs.errors import SourceError
 from jobs.sources.eventhubs.hub import Hub, HubWatcher, allot, end_offsets, start_offsets
 from jobs.sources.eventhubs.options import FORMAT, EventHubsOptions
-from jobs.sources.eventhubs.read import SCHEMA, Range, read_range, report_lost, split
+from jobs.sources.eventhubs.read import SCHEMA, read_task, report_lost, split
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +103,7 @@ class EventHubsBatchReader(DataSourceReader):
         return split(start, end, self.options)
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        # with nothing to read Spark still runs one task, with a placeholder partition
-        return read_range(partition) if isinstance(partition, Range) else iter(())
+        return read_task(partition)
 
 
 class EventHubsStreamReader(DataSourceStreamReader):
@@ -160,8 +162,7 @@ class EventHubsStreamReader(DataSourceStreamReader):
         return split(start["partitions"], end["partitions"], self.options)
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        # with nothing to read Spark still runs one task, with a placeholder partition
-        return read_range(partition) if isinstance(partition, Range) else iter(())
+        return read_task(partition)
 
     def commit(self, end: dict[str, Any]) -> None:
         pass  # offsets live in Spark's checkpoint; nothing to acknowledge to Event Hubs
