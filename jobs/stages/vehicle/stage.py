@@ -1,5 +1,5 @@
 """The per-vehicle stage of the ingest query: the rules of ``rules`` run per VIN in Spark's
-``transformWithStateInPandas``, with the state in the RocksDB state store, checkpointed with the
+row-based ``transformWithState`` (``transformWithStateInPandas`` on Spark 4.0), with the state in the RocksDB state store, checkpointed with the
 query (a restart neither forgets nor double-counts) and dropped by a TTL when a vehicle goes quiet.
 
 Only trusted events update the state (:func:`with_trust`): not undecodable, not residency-dropped
