@@ -17,10 +17,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from jobs.config import Config
 from jobs.devkit.emulator.process import EmulatorProcess
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.ingest.query import RunResult
 
 CONNECTION_ENV = "EVENTHUB_CONNECTION_STRING"
 
@@ -46,13 +51,8 @@ def local_config(cfg: Config, workdir: Path) -> Config:
 
 def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[str, Any]:
     from jobs.devkit.simulator import SimulationParams, simulate
-    from jobs.devkit.simulator.output import send_to_eventhubs, write_files
-    from jobs.ingest.query import run_ingest
-    from jobs.ingest.summary import summary
-    from jobs.publish.query import run_publish
-    from jobs.publish.summary import summary as publish_summary
+    from jobs.devkit.simulator.output import write_files
     from jobs.session import spark_session
-    from jobs.stages.quality.compiled import compiled_checks
 
     began = time.monotonic()
     workdir = params.workdir
@@ -64,29 +64,29 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     sim = SimulationParams(vehicles=params.vehicles, events=params.events, bad_rate=params.bad_rate,
                            seed=params.seed, end_time=datetime.now(UTC),
                            max_body_bytes=cfg.quality.max_body_bytes)  # fmt: skip
+    jvm_log = None if params.verbose else workdir / "spark.log"
     out.write(f"run: simulating {params.events:,} events from {params.vehicles} vehicles of "
               f"{len(cfg.partners)} partners ({params.bad_rate:.0%} bad input)\n")  # fmt: skip
-    messages = simulate(sim, list(cfg.partners))
-    write_files(messages, workdir / "simulated", {"seed": params.seed, "events": params.events})
-    with EmulatorProcess(workdir / "eventhubs", fsync="never") as emu:
-        out.write(f"run: local Event Hubs endpoint on 127.0.0.1:{emu.port}\n")
-        os.environ[CONNECTION_ENV] = emu.connection_string
-        jvm_log = None if params.verbose else workdir / "spark.log"
-        with spark_session(cfg, jvm_log=jvm_log) as spark, ThreadPoolExecutor(1) as pool:
-            # the suites compile (seconds of JVM calls) while the fleet is sent
-            compiling = pool.submit(compiled_checks, spark, cfg)
-            sent_at = time.monotonic()
-            sent = send_to_eventhubs([(m.partition_key, m.body) for m in messages],
-                                     connection_string=emu.connection_string, eventhub=cfg.source.eventhub)  # fmt: skip
-            out.write(f"run: sent {sent:,} messages in {time.monotonic() - sent_at:.1f} s\n")
-            compiling.result()
-            result = run_ingest(cfg, available_now=True, gx=params.gx, out=out, spark=spark)
-            report = summary(spark, cfg, result.query_id)
-            _alliance_key(cfg, out)
-            out.write("run: publishing for partners\n")
-            report["publish"] = publish_summary(
-                spark, cfg, run_publish(cfg, spark=spark, available_now=True, out=out)
+    session = spark_session(cfg, jvm_log=jvm_log)
+    with ThreadPoolExecutor(1) as pool:
+        # The JVM starts while the fleet is simulated, which prints nothing: while it starts,
+        # this process's output goes to the JVM's log (see jobs.session).
+        starting = pool.submit(session.__enter__)
+        try:
+            messages = simulate(sim, list(cfg.partners))
+            spark = starting.result()
+            write_files(
+                messages, workdir / "simulated", {"seed": params.seed, "events": params.events}
             )
+            with EmulatorProcess(workdir / "eventhubs", fsync="never") as emu:
+                out.write(f"run: local Event Hubs endpoint on 127.0.0.1:{emu.port}\n")
+                os.environ[CONNECTION_ENV] = emu.connection_string
+                sent, result, report = _ingest_and_publish(
+                    spark, cfg, params, emu, messages, pool, out
+                )
+        finally:
+            if starting.exception() is None:  # waits for the start; stops the session it made
+                session.__exit__(None, None, None)
     report["sent"] = sent
     report["ingest_seconds"] = round(result.seconds, 1)
     report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
@@ -95,6 +95,34 @@ def run_demo(cfg: Config, params: DemoParams, out: TextIO = sys.stderr) -> dict[
     report["alerts"] = [a["message"] for a in result.alerts]
     report["report"] = str(_html_report(cfg, workdir, began, out))
     return report
+
+
+def _ingest_and_publish(
+    spark: SparkSession, cfg: Config, params: DemoParams, emu: EmulatorProcess,
+    messages: list[Any], pool: ThreadPoolExecutor, out: TextIO,
+) -> tuple[int, RunResult, dict[str, Any]]:  # fmt: skip
+    from jobs.devkit.simulator.output import send_to_eventhubs
+    from jobs.ingest.query import run_ingest
+    from jobs.ingest.summary import summary
+    from jobs.publish.query import run_publish
+    from jobs.publish.summary import summary as publish_summary
+    from jobs.stages.quality.compiled import compiled_checks
+
+    # the suites compile (seconds of JVM calls) while the fleet is sent
+    compiling = pool.submit(compiled_checks, spark, cfg)
+    sent_at = time.monotonic()
+    sent = send_to_eventhubs([(m.partition_key, m.body) for m in messages],
+                             connection_string=emu.connection_string, eventhub=cfg.source.eventhub)  # fmt: skip
+    out.write(f"run: sent {sent:,} messages in {time.monotonic() - sent_at:.1f} s\n")
+    compiling.result()
+    result = run_ingest(cfg, available_now=True, gx=params.gx, out=out, spark=spark)
+    report = summary(spark, cfg, result.query_id)
+    _alliance_key(cfg, out)
+    out.write("run: publishing for partners\n")
+    report["publish"] = publish_summary(
+        spark, cfg, run_publish(cfg, spark=spark, available_now=True, out=out)
+    )
+    return sent, result, report
 
 
 def _html_report(cfg: Config, workdir: Path, began: float, out: TextIO) -> Path:
