@@ -46,6 +46,11 @@ The Scala JSON position form is ``{"offset": "-1", "seqNo": -1, "enqueuedTime": 
 "isInclusive": true}``: ``offset`` ``"-1"`` is the start of the stream and ``"@latest"`` its end.
 Its per-partition keys may be ``"0"`` or ``{"ehName": ..., "partitionId": 0}``.
 
+With ``trigger(availableNow=True)`` Spark asks for the latest offset once, at the start, and
+``maxEventsPerTrigger`` caps it: such a query reads one trigger's worth and stops (PySpark 4.1
+has no admission control for Python sources). Leave ``maxEventsPerTrigger`` unset there;
+``python -m jobs ingest --available-now`` stops on the hub's ends itself.
+
 With ``failOnDataLoss=false`` a query continues from the earliest retained event, logs how many
 events were lost and keeps a running count in its offsets (``dataLost`` in the query progress's
 ``endOffset``).
