@@ -193,10 +193,9 @@ def _emulator(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with server:
-            await stop.wait()
-        for other in others:
-            other.close()
+        await stop.wait()
+        for listening in (server, *others):
+            listening.close()
         emulator.close()
         logger.info("emulator stopped")
 
@@ -224,11 +223,8 @@ async def _other_transports(emulator: Any, args: argparse.Namespace) -> list[Any
         print(f"Certificate={cert.resolve()}", flush=True)
     servers = []
     for port, tls, websocket, line in wanted:
-        if tls and websocket and context is not None:  # with TLS or without, as the SDK comes
-            server = await emulator.serve_websocket(args.host, port, context)
-        else:
-            server = await emulator.serve(args.host, port, tls=context if tls else None,
-                                          websocket=websocket)  # fmt: skip
+        server = await emulator.serve(args.host, port, tls=context if tls else None,
+                                      websocket=websocket)  # fmt: skip
         servers.append(server)
         print(line.format(server.sockets[0].getsockname()[1]), flush=True)
     return servers

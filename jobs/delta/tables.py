@@ -144,10 +144,10 @@ def write_tables(
 
     With ``deltars`` and ``on_driver``, each table's rows are collected to the driver as Arrow
     and written there (:func:`jobs.delta.write.write_arrow`), with no Python workers: for
-    frames that fit in the driver's memory; with ``one_job``, by one Spark job for all of them
-    (:func:`collect_together`: for small frames, where a job costs more than their rows). Otherwise each table is written by its own
-    distributed job (always so with native Delta), and the rows are counted first when
-    ``before_commit`` asks for them.
+    frames that fit in the driver's memory; with ``one_job``, collected by one Spark job for all
+    of them (:func:`collect_together`: for small frames, where a job costs more than their
+    rows). Otherwise each table is written by its own distributed job (always so with native
+    Delta), and the rows are counted first when ``before_commit`` asks for them.
     """
     writes = [w for wave in waves for w in wave]
     if not writes:

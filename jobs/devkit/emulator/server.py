@@ -42,20 +42,16 @@ class Emulator:
 
     async def serve(
         self, host: str, port: int, *, tls: ssl.SSLContext | None = None, websocket: bool = False
-    ) -> asyncio.Server:
+    ) -> asyncio.Server | EitherServer:
         """Serve AMQP on ``port``: over TLS with ``tls``, inside WebSocket with ``websocket``.
-        One endpoint may serve on several ports, one per transport."""
+        One endpoint may serve on several ports, one per transport. WebSocket with TLS also
+        takes connections without it (the SDK's asyncio clients come to 443 without TLS when
+        ``UseDevelopmentEmulator`` turns it off)."""
         self._start_retention()
         handler = functools.partial(self._connection, websocket=websocket)
+        if websocket and tls is not None:
+            return await EitherServer.start(handler, host, port, tls)
         return await asyncio.start_server(handler, host, port, ssl=tls)
-
-    async def serve_websocket(self, host: str, port: int, tls: ssl.SSLContext) -> EitherServer:
-        """AMQP over WebSocket on ``port``, with TLS or without (as the official emulator's
-        asyncio clients come to 443 when ``UseDevelopmentEmulator`` turns TLS off)."""
-        self._start_retention()
-        return await EitherServer.start(
-            functools.partial(self._connection, websocket=True), host, port, tls
-        )
 
     def _start_retention(self) -> None:
         if self._retention is None:  # one loop for every port the endpoint serves

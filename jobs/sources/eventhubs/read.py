@@ -72,16 +72,25 @@ def split(
             ranges.append(Range(pid, first, upto, options))
             first = upto
     least = min(options.min_events_per_task, options.max_events_per_task)
-    tasks: list[Range | Ranges] = [r for r in ranges if r.end - r.start >= least]
+    tasks: list[Range | Ranges] = []
     group: list[Range] = []
-    for r in (r for r in ranges if r.end - r.start < least):
-        if group and sum(g.end - g.start for g in [*group, r]) > least:
-            tasks.append(Ranges(tuple(group)) if len(group) > 1 else group[0])
-            group = []
+    size = 0  # the events of ``group``
+    for r in ranges:
+        if r.end - r.start >= least:
+            tasks.append(r)
+            continue
+        if group and size + r.end - r.start > least:
+            tasks.append(_task(group))
+            group, size = [], 0
         group.append(r)
+        size += r.end - r.start
     if group:
-        tasks.append(Ranges(tuple(group)) if len(group) > 1 else group[0])
+        tasks.append(_task(group))
     return tasks
+
+
+def _task(group: list[Range]) -> Range | Ranges:
+    return Ranges(tuple(group)) if len(group) > 1 else group[0]
 
 
 def read_task(task: InputPartition) -> Iterator[Any]:

@@ -3,9 +3,10 @@
 The Scala Event Hubs connector has no Spark 4 build; this is a ``pyspark.sql.datasource`` source
 with the same output columns and its option keys accepted as aliases, so an existing ``ehConf``
 works unchanged. Executors read (one input partition per Event Hubs partition, large backlogs
-split into several sequence ranges, small ones of several partitions read by one task); the driver only asks for hub and partition properties.
-Offsets in Spark's checkpoint are per-partition sequence numbers, so a restarted query reads
-exactly the events after its last committed batch.
+split into several sequence ranges, small ones of several partitions read by one task); the
+driver only asks for hub and partition properties. Offsets in Spark's checkpoint are
+per-partition sequence numbers, so a restarted query reads exactly the events after its last
+committed batch.
 
 Options (keys are case-insensitive; the Scala connector's key is accepted where one exists):
 

@@ -63,15 +63,13 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _order(
-    boots: list[Any], seqs: list[Any], times: list[float], trusted: list[Any],
-    enqueued: list[float], partitions: list[Any], positions: list[Any],
-) -> list[int]:  # fmt: skip
+def _order(events: VehicleEvents) -> list[int]:
     # A boot's place in time: the median of its trusted events, so one event with its clock
     # reset to 1970 cannot move the whole boot.
     trusted_times: dict[str, list[float]] = {}
     all_times: dict[str, list[float]] = {}
-    for boot, t, ok in zip(boots, times, trusted, strict=True):
+    boots, seqs = events.boot, events.seq
+    for boot, t, ok in zip(boots, events.time, events.trusted, strict=True):
         if not math.isnan(t):
             all_times.setdefault(boot or "", []).append(t)
             if ok:
@@ -82,7 +80,7 @@ def _order(
         boot = boots[i] or ""
         seq = _int(seqs[i])
         return (place.get(boot, math.inf), boot, -1 if seq is None else seq,
-                enqueued[i], str(partitions[i]), positions[i])  # fmt: skip
+                events.enqueued[i], str(events.partition[i]), events.position[i])  # fmt: skip
 
     return sorted(range(len(boots)), key=key)
 
@@ -110,8 +108,7 @@ def check_vehicle(
     out: list[list[dict[str, str]]] = [[] for _ in range(len(events.trusted))]
     times, enqueued, trusted = events.time, events.enqueued, events.trusted
     boots, seqs, types, payloads = events.boot, events.seq, events.event_type, events.values
-    ordered = _order(boots, seqs, times, trusted, enqueued, events.partition, events.position)
-    for i in ordered:
+    for i in _order(events):
         if not trusted[i] or math.isnan(times[i]):
             continue
         values = payloads[i] or {}

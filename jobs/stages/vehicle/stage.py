@@ -1,6 +1,7 @@
 """The per-vehicle stage of the ingest query: the rules of ``rules`` run per VIN in Spark's
-row-based ``transformWithState`` (``transformWithStateInPandas`` on Spark 4.0), with the state in the RocksDB state store, checkpointed with the
-query (a restart neither forgets nor double-counts) and dropped by a TTL when a vehicle goes quiet.
+row-based ``transformWithState`` (``transformWithStateInPandas`` on Spark 4.0), with the state
+in the RocksDB state store, checkpointed with the query (a restart neither forgets nor
+double-counts) and dropped by a TTL when a vehicle goes quiet.
 
 Only trusted events update the state (:func:`with_trust`): not undecodable, not residency-dropped
 (nothing of a mainland-China event is ever kept, not even in the checkpoint), not a duplicate,
@@ -42,8 +43,8 @@ FAILURES = "_vehicle_failures"  # the stage's output column
 _OUT = "vehicle_failures"
 _CARRIED = "vehicle_carried"  # the whole input row, packed (see add_vehicle_checks)
 _EVENT_S, _ENQUEUED_S = "event_s", "enqueued_s"
-# What the processor reads of a row. None of the names starts with an underscore: Spark hands
-# a pandas processor positional names (``_24``) for those.
+# What the processor is handed of a row, in this order. None of the names starts with an
+# underscore: Spark hands a pandas processor positional names (``_24``) for those.
 _READ = ("vin", TRUSTED, _EVENT_S, _ENQUEUED_S, "boot_id", "seq_num", "event_type", FIELDS,
          "partition", "sequenceNumber", _CARRIED)  # fmt: skip
 _OUTPUT = T.StructType([
@@ -80,11 +81,9 @@ def add_vehicle_checks(
         T.StructField(f.name, T.LongType()) if f.name in times else f
         for f in prepared.schema.fields
     ])  # fmt: skip
-    staged = staged.select(
-        "vin", TRUSTED, _epoch_seconds("event_time").alias(_EVENT_S),
-        _epoch_seconds("enqueuedTime").alias(_ENQUEUED_S), "boot_id", "seq_num", "event_type",
-        FIELDS, "partition", "sequenceNumber", packed.alias(_CARRIED),
-    )  # fmt: skip
+    made = {_EVENT_S: _epoch_seconds("event_time"), _ENQUEUED_S: _epoch_seconds("enqueuedTime"),
+            _CARRIED: packed}  # fmt: skip
+    staged = staged.select(*[made[c].alias(c) if c in made else F.col(c) for c in _READ])
     grouped: Any = staged.groupBy("vin")
     rows = hasattr(grouped, "transformWithState")  # Spark 4.1; 4.0 has the pandas form only
     transform = grouped.transformWithState if rows else grouped.transformWithStateInPandas
