@@ -3,6 +3,8 @@ fast enough, compiled from the Java sources beside this file into one jar.
 
 * ``EventIdDedup`` and ``EventIdKey``: the dedup stage (``jobs.stages.dedup``), a
   ``transformWithState`` keyed by event id whose state lives in the state store on the executors.
+* ``Outline`` and ``InsideOutline``: the residency test of coordinates
+  (``jobs.stages.residency.expression``), a SQL function over a broadcast outline.
 
 A wheel carries the jar, compiled when the wheel is built (``setup.py``); a checkout compiles it
 on first use with ``javac`` against the installed pyspark's jars and caches it. Sessions this
@@ -21,6 +23,16 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 JAR = "vehicle-jobs-jvm.jar"
+
+
+def missing(name: str) -> str:
+    """What to do when a class of the jar is not on Spark's classpath."""
+    return (
+        f"the project's JVM classes ({name}) are not on Spark's classpath: in a checkout, "
+        "install a JDK 17 (javac) and the first session compiles them; on a cluster, pass the "
+        "project's jar (python -c 'import jobs.jvm; print(jobs.jvm.jar())') to spark-submit "
+        "with --jars, or install it as a jar library on Databricks"
+    )
 
 
 def sources() -> list[Path]:

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs import jvm as jvm_classes
 from jobs.errors import JobsError
 from jobs.stages.decode import DECODE_ERROR
 
@@ -48,12 +49,7 @@ def add_duplicate_flags(prepared: DataFrame, *, window_hours: int, residency: st
         )  # fmt: skip
         key = jvm.jobs.jvm.EventIdKey(names.index("event_id"))
     except TypeError as error:  # py4j: no such class
-        raise JobsError(
-            "the dedup stage's classes (jobs.jvm.EventIdDedup) are not on Spark's classpath: in "
-            "a checkout, install a JDK 17 (javac) and the first session compiles them; on a "
-            "cluster, pass the project's jar (python -c 'import jobs.jvm; print(jobs.jvm.jar())') "
-            "to spark-submit with --jars, or install it as a jar library on Databricks"
-        ) from error
+        raise JobsError(jvm_classes.missing("jobs.jvm.EventIdDedup")) from error
     encoders = jvm.org.apache.spark.sql.Encoders
     streaming = jvm.org.apache.spark.sql.streaming
     flagged = staged._jdf.groupByKey(key, encoders.STRING()).transformWithState(

@@ -61,3 +61,13 @@ def test_decoding_normalizes_every_spelling_of_the_origin(spark, registry) -> No
     assert [r[ORIGIN_CODE] for r in decoded.select(ORIGIN_CODE).collect()] == [
         code for _, code in SPELLINGS
     ]
+
+
+def test_the_plan_refers_to_the_outline_without_carrying_it(spark, china) -> None:
+    # every task of a micro-batch deserializes its stage's plan: the edges stay in a broadcast
+    rows = [('{"lat": 39.9, "lon": 116.4}', "DE")]
+    df = spark.createDataFrame(rows, f"payload string, {ORIGIN_CODE} string")
+    verdict = df.select(residency_reason(["CN"], china).alias("reason"))
+    assert [r.reason for r in verdict.collect()] == [RESIDENCY_COORDINATES]
+    plan = verdict._jdf.queryExecution().executedPlan().toString()
+    assert len(plan) < 5_000, plan[:300]

@@ -3,14 +3,15 @@ event before anything is written or kept in state."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
+from typing import Any
 
-from pyspark.sql import Column
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from jobs import jvm as jvm_classes
 from jobs.contract import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
+from jobs.errors import JobsError
 from jobs.stages.decode import ORIGIN_CODE, PAYLOAD
 from jobs.stages.residency import Boundary
 
@@ -22,54 +23,43 @@ def residency_reason(blocked: Iterable[str], boundary: Boundary) -> Column:
     dropped; ``blocked``: normalized country codes (:func:`jobs.countries.normalize`)."""
     lat = F.get_json_object(F.col(PAYLOAD), "$.lat").cast("double")
     lon = F.get_json_object(F.col(PAYLOAD), "$.lon").cast("double")
-    in_china = inside(boundary, lat, lon)
     return F.when(F.col(ORIGIN_CODE).isin(list(blocked)), F.lit(RESIDENCY_ORIGIN)).when(
-        F.coalesce(in_china, F.lit(False)), F.lit(RESIDENCY_COORDINATES)
+        inside(boundary, lat, lon), F.lit(RESIDENCY_COORDINATES)
     )
-
-
-EDGES_PER_BAND = 8  # the outline's edges over latitude bands of this many edges on average
 
 
 def inside(boundary: Boundary, lat: Column, lon: Column) -> Column:
-    """A point-in-polygon test for the packaged outline as a native Spark expression.
+    """Whether (lat, lon) is inside the outline (false for a missing coordinate): a function
+    of the project's jar (``jobs/jvm/Outline.java``), with the arithmetic of
+    :meth:`Boundary.contains` over the edges of the point's latitude band only.
 
-    Even-odd ray casting with the arithmetic of :meth:`Boundary.contains`, for points inside the
-    outline's bounding box, over the edges that span the point's latitude band only (an
-    ``aggregate`` over a constant array per band). Native, so that no row goes through a Python
-    worker for it (``docs/design.md``)."""
-    edges = [
-        {"x": xi, "y": yi, "yj": yj, "dx": xj - xi, "dy": yj - yi}
-        for ring in boundary.rings
-        for (xi, yi), (xj, yj) in zip(ring, ring[-1:] + ring[:-1], strict=True)
-        if yi != yj  # a horizontal edge never crosses the ray
-    ]
-    count = max(1, len(edges) // EDGES_PER_BAND)
-    step = (boundary.max_lat - boundary.min_lat) / count
-    bands: list[list[dict[str, float]]] = [[] for _ in range(count)]
-    for e in edges:
-        first = math.floor((min(e["y"], e["yj"]) - boundary.min_lat) / step)
-        last = math.floor((max(e["y"], e["yj"]) - boundary.min_lat) / step)
-        for b in range(max(0, first), min(count - 1, last) + 1):
-            bands[b].append(e)
-    # one literal, folded into a constant when the query is planned (a literal per edge costs a
-    # call into the JVM each; JSON keeps every double exact)
-    band_edges = F.from_json(
-        F.lit(json.dumps(bands)),
-        "array<array<struct<x:double,y:double,yj:double,dx:double,dy:double>>>",
-    )
+    The outline is broadcast once per Spark application: a task carries a reference to it. As
+    a constant in the plan instead, its edges would make every task of every stage of a
+    micro-batch carry a megabyte (``docs/design.md``)."""
+    return F.call_function(_registered(boundary), lat, lon)
 
-    def cross(inside: Column, e: Column) -> Column:
-        crosses = ((e["y"] > lat) != (e["yj"] > lat)) & (
-            lon < e["dx"] * (lat - e["y"]) / e["dy"] + e["x"]
-        )
-        return inside != crosses
 
-    near = lat.between(boundary.min_lat, boundary.max_lat) & lon.between(
-        boundary.min_lon, boundary.max_lon
-    )
-    band = F.least(
-        F.floor((lat - F.lit(boundary.min_lat)) / F.lit(step)).cast("int"),
-        F.lit(count - 1),
-    )
-    return F.when(near, F.aggregate(band_edges[band], F.lit(False), cross)).otherwise(F.lit(False))
+_NAMES: dict[tuple[str, Boundary], tuple[str, Any]] = {}  # (application, outline) -> function
+
+
+def _registered(boundary: Boundary) -> str:
+    """The name of the outline's function in the active session, registered on first use."""
+    spark: Any = SparkSession.active()
+    jvm = spark._jvm
+    if jvm is None:
+        raise JobsError("the residency test needs classic Spark (a JVM), not Spark Connect")
+    key = (spark.sparkContext.applicationId, boundary)
+    if key not in _NAMES:
+        text = ";".join(",".join(f"{v!r}" for point in ring for v in point)
+                        for ring in boundary.rings)  # fmt: skip
+        try:
+            outline = jvm.jobs.jvm.Outline.parse(text)
+        except TypeError as error:  # py4j: no such class
+            raise JobsError(jvm_classes.missing("jobs.jvm.Outline")) from error
+        broadcast = spark._jsc.broadcast(outline)
+        _NAMES[key] = f"jobs_inside_outline_{len(_NAMES)}", jvm.jobs.jvm.InsideOutline(broadcast)
+    name, function = _NAMES[key]
+    if not spark.catalog.functionExists(name):
+        boolean = jvm.org.apache.spark.sql.types.DataTypes.BooleanType
+        spark._jsparkSession.udf().register(name, function, boolean)
+    return name
