@@ -24,13 +24,9 @@ ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvi
 # Each micro-batch commits the per-vehicle state as a changelog instead of a zipped snapshot of
 # the RocksDB files; snapshots are taken in the background.
 CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
-# Loggers quietened to errors: the per-vehicle stage's state server warns for every key without
-# state yet (every vehicle seen for the first time), and freeing a frame the ingest job held
-# (jobs.ingest.release) warns that its lineage was cut: hundreds of lines of noise per run.
-QUIET_LOGGERS = (
-    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
-    "org.apache.spark.rdd.MapPartitionsRDD",
-)
+# Loggers quietened to errors: freeing a frame the ingest job held (jobs.session.release) warns
+# that its lineage was cut, hundreds of lines of noise per run.
+QUIET_LOGGERS = ("org.apache.spark.rdd.MapPartitionsRDD",)
 
 
 def session_builder(cfg: Config) -> Any:
@@ -41,7 +37,7 @@ def session_builder(cfg: Config) -> Any:
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
-    # The per-vehicle stage (transformWithStateInPandas) needs the RocksDB state store.
+    # The stateful stages (transformWithState) need the RocksDB state store.
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
     # each query's rates, latency and state in Spark's metrics system (Databricks, Prometheus)
     builder = builder.config("spark.sql.streaming.metricsEnabled", "true")

@@ -1,7 +1,7 @@
-"""The per-vehicle rules over a large simulated fleet, without Spark: what they catch, what they
-flag wrongly (false positives on clean events) and how big the state gets per vehicle.
+"""The per-vehicle rules over a large simulated fleet, outside a stream: what they catch, what
+they flag wrongly (false positives on clean events) and how big the state gets per vehicle.
 
-Each event is checked the way the ingest query's stateful stage checks it (``check_vehicle`` on
+Each event is checked the way the ingest query's stateful stage checks it (the Java rules on
 the vehicle's events, in send order, in chunks as micro-batches would deliver them). Events that
 a row-level rule quarantines are marked untrusted from the simulator's manifest, as the query's
 one-pass row checks would mark them.
@@ -17,21 +17,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import SparkSession
 
 from jobs.config import Config
 from jobs.devkit.simulator import SimulationParams, simulate
-from jobs.stages.vehicle.rules import VehicleEvents, check_vehicle, fields_read
-from jobs.stages.vehicle.state import VehicleState
+from jobs.stages.vehicle.rules import VehicleEvents, VehicleRules, fields_read
 
 
-def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any]:
+def run(
+    spark: SparkSession, cfg: Config, *, events: int, batch_events: int = 5_000
+) -> dict[str, Any]:
     messages = simulate(
         SimulationParams(vehicles=max(200, events // 250), events=events, bad_rate=0.03, seed=11,
                          end_time=datetime.now(UTC)),
         list(cfg.partners),
     )  # fmt: skip
     fields = fields_read(cfg.vehicle)
-    states: dict[str, VehicleState] = defaultdict(VehicleState)
+    rules = VehicleRules(spark, cfg.vehicle)
+    states: dict[str, bytes | None] = defaultdict(lambda: None)
     caught: Counter[str] = Counter()
     missed: Counter[str] = Counter()
     false_flags: Counter[str] = Counter()
@@ -44,18 +47,18 @@ def run(cfg: Config, *, events: int, batch_events: int = 5_000) -> dict[str, Any
             if doc is not None:
                 by_vin[doc["vin"]].append((doc, message.record))
         for vin, rows in by_vin.items():
-            found = check_vehicle(_events(rows, fields), states[vin], cfg.vehicle, fields)
+            found, states[vin] = rules.check(_events(rows, fields), states[vin])
             for (_, record), failures in zip(rows, found, strict=True):
-                rules = {f["rule"] for f in failures}
+                broken = {f["rule"] for f in failures}
                 want = _expected(record)
                 if want is not None:
-                    (caught if want in rules else missed)[record["fault"]] += 1
+                    (caught if want in broken else missed)[record["fault"]] += 1
                 elif record["fault"] is None:
                     clean += 1
-                    for rule in rules:
+                    for rule in broken:
                         false_flags[rule] += 1
     seconds = time.perf_counter() - started
-    sizes = [len(s.dump()) + 17 for s in states.values()]  # the document plus its VIN key
+    sizes = [len(s or b"") + 17 for s in states.values()]  # the state plus its VIN key
     return {
         "events": len(messages),
         "vehicles": len(states),

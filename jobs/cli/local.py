@@ -287,7 +287,7 @@ def _bench(args: argparse.Namespace) -> int:
             report["latency"] = latency.run(spark, cfg)
         if "vehicle" in only:
             logger.info("bench vehicle: per-vehicle rules over 100,000 simulated events")
-            report["vehicle"] = vehicle.run(cfg, events=100_000)
+            report["vehicle"] = vehicle.run(spark, cfg, events=100_000)
         if "residency" in only:
             logger.info(
                 "bench residency: the outline's verdict on %s positions", f"{args.events:,}"

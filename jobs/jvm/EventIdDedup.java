@@ -1,13 +1,11 @@
 package jobs.jvm;
 
 import java.time.Duration;
-import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.streaming.OutputMode;
 import org.apache.spark.sql.streaming.StatefulProcessor;
 import org.apache.spark.sql.streaming.TTLConfig;
@@ -61,39 +59,29 @@ public final class EventIdDedup extends StatefulProcessor<String, Row, Row> {
       if (key != null && !row.isNullAt(candidate) && row.getBoolean(candidate)) {
         copies.add(row);
       } else {
-        out.add(flagged(row, false));
+        out.add(Rows.with(row, false));
       }
     }
     if (copies.isEmpty()) {
       return CollectionConverters.asScala(out.iterator());
     }
     copies.sort(Comparator.comparingLong((Row r) -> r.isNullAt(enqueued) ? Long.MAX_VALUE
-            : micros(r.get(enqueued)))
+            : Rows.micros(r.get(enqueued)))
         .thenComparing((Row a, Row b) -> compare(a, b, partition))
         .thenComparing((Row a, Row b) -> compare(a, b, sequence)));
     Row first = copies.get(0);
-    Long at = first.isNullAt(time) ? null : micros(first.get(time));
+    Long at = first.isNullAt(time) ? null : Rows.micros(first.get(time));
     Long seen = recorded.get();  // null for none: one read of the state store
     // an event without an event time is a duplicate of any recorded copy of its id
     boolean duplicate = seen != null && (at == null || Math.abs(at - seen) <= windowMicros);
-    out.add(flagged(first, duplicate));
+    out.add(Rows.with(first, duplicate));
     for (int i = 1; i < copies.size(); i++) {
-      out.add(flagged(copies.get(i), true));
+      out.add(Rows.with(copies.get(i), true));
     }
     if (!duplicate && at != null) {
       recorded.update(at);
     }
     return CollectionConverters.asScala(out.iterator());
-  }
-
-  /** Microseconds since the epoch of a timestamp as Spark hands it over (either Java type). */
-  private static long micros(Object value) {
-    if (value instanceof Instant instant) {
-      return Math.addExact(Math.multiplyExact(instant.getEpochSecond(), 1_000_000L),
-          instant.getNano() / 1000);
-    }
-    java.sql.Timestamp ts = (java.sql.Timestamp) value;
-    return Math.floorDiv(ts.getTime(), 1000L) * 1_000_000L + ts.getNanos() / 1000;
   }
 
   /** Two rows' values of one column (a string or a number), nulls last. */
@@ -103,14 +91,5 @@ public final class EventIdDedup extends StatefulProcessor<String, Row, Row> {
       return Boolean.compare(a.isNullAt(index), b.isNullAt(index));
     }
     return ((Comparable) a.get(index)).compareTo(b.get(index));
-  }
-
-  private static Row flagged(Row row, boolean duplicate) {
-    Object[] values = new Object[row.length() + 1];
-    for (int i = 0; i < row.length(); i++) {
-      values[i] = row.get(i);
-    }
-    values[row.length()] = duplicate;
-    return RowFactory.create(values);
   }
 }

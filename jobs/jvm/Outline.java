@@ -25,6 +25,14 @@ public final class Outline implements Serializable {
   /** Per band, its edges as (x, y, yj, dx, dy) in a row. */
   private final double[][] bands;
 
+  /**
+   * The rings as text: rings separated by ';', each a ','-separated list of lon and lat
+   * alternately (GeoJSON order), every number as Python's repr writes it (read back exactly).
+   */
+  public Outline(String text) {
+    this(parse(text));
+  }
+
   private Outline(List<double[]> rings) {
     double loLat = Double.POSITIVE_INFINITY, hiLat = Double.NEGATIVE_INFINITY;
     double loLon = Double.POSITIVE_INFINITY, hiLon = Double.NEGATIVE_INFINITY;
@@ -71,11 +79,7 @@ public final class Outline implements Serializable {
     }
   }
 
-  /**
-   * The rings as text: rings separated by ';', each a ','-separated list of lon and lat
-   * alternately (GeoJSON order), every number as Python's repr writes it (read back exactly).
-   */
-  public static Outline parse(String text) {
+  private static List<double[]> parse(String text) {
     List<double[]> rings = new ArrayList<>();
     for (String ring : text.split(";")) {
       String[] numbers = ring.split(",");
@@ -88,7 +92,7 @@ public final class Outline implements Serializable {
       }
       rings.add(values);
     }
-    return new Outline(rings);
+    return rings;
   }
 
   /** Whether the point is inside (false for NaN; points on an edge may fall either way). */

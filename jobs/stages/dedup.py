@@ -14,15 +14,12 @@ processing time: a batch reads and writes the state of its own ids only (``docs/
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs import jvm as jvm_classes
-from jobs.errors import JobsError
 from jobs.stages.decode import DECODE_ERROR
+from jobs.stages.java import new, transform_with_state
 
 DUPLICATE = "_duplicate"  # the stage's output column
 _CANDIDATE = "_dedup_candidate"
@@ -33,29 +30,13 @@ def add_duplicate_flags(prepared: DataFrame, *, window_hours: int, residency: st
 
     Works on a streaming DataFrame (the ingest query keeps the state in its checkpoint) and on a
     static one (each run starts with no state). Every row comes out once, unchanged."""
-    spark: Any = prepared.sparkSession
-    jvm = spark._jvm
-    if jvm is None:
-        raise JobsError("the dedup stage needs classic Spark (a JVM), not Spark Connect")
     candidate = (F.col(DECODE_ERROR).isNull() & F.col(residency).isNull()
                  & F.col("event_id").isNotNull())  # fmt: skip
     staged = prepared.withColumn(_CANDIDATE, candidate)
     names = staged.columns
-    out_schema = T.StructType([*staged.schema.fields, T.StructField(DUPLICATE, T.BooleanType())])
-    try:
-        processor = jvm.jobs.jvm.EventIdDedup(
-            window_hours * 3600, names.index("event_time"), names.index(_CANDIDATE),
-            names.index("enqueuedTime"), names.index("partition"), names.index("sequenceNumber"),
-        )  # fmt: skip
-        key = jvm.jobs.jvm.EventIdKey(names.index("event_id"))
-    except TypeError as error:  # py4j: no such class
-        raise JobsError(jvm_classes.missing("jobs.jvm.EventIdDedup")) from error
-    encoders = jvm.org.apache.spark.sql.Encoders
-    streaming = jvm.org.apache.spark.sql.streaming
-    flagged = staged._jdf.groupByKey(key, encoders.STRING()).transformWithState(
-        processor,
-        streaming.TimeMode.ProcessingTime(),  # the TTL counts processing time
-        streaming.OutputMode.Append(),
-        encoders.row(jvm.org.apache.spark.sql.types.DataType.fromJson(out_schema.json())),
-    )
-    return DataFrame(flagged, spark).drop(_CANDIDATE)
+    dedup = new(staged.sparkSession, "EventIdDedup", window_hours * 3600,
+                names.index("event_time"), names.index(_CANDIDATE), names.index("enqueuedTime"),
+                names.index("partition"), names.index("sequenceNumber"))  # fmt: skip
+    flagged = transform_with_state(staged, "event_id", dedup,
+                                   [T.StructField(DUPLICATE, T.BooleanType())])  # fmt: skip
+    return flagged.drop(_CANDIDATE)

@@ -9,9 +9,8 @@ from typing import Any
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import jvm as jvm_classes
 from jobs.contract import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
-from jobs.errors import JobsError
+from jobs.stages import java
 from jobs.stages.decode import ORIGIN_CODE, PAYLOAD
 from jobs.stages.residency import Boundary
 
@@ -45,21 +44,17 @@ _NAMES: dict[tuple[str, Boundary], tuple[str, Any]] = {}  # (application, outlin
 def _registered(boundary: Boundary) -> str:
     """The name of the outline's function in the active session, registered on first use."""
     spark: Any = SparkSession.active()
-    jvm = spark._jvm
-    if jvm is None:
-        raise JobsError("the residency test needs classic Spark (a JVM), not Spark Connect")
     key = (spark.sparkContext.applicationId, boundary)
     if key not in _NAMES:
         text = ";".join(",".join(f"{v!r}" for point in ring for v in point)
                         for ring in boundary.rings)  # fmt: skip
-        try:
-            outline = jvm.jobs.jvm.Outline.parse(text)
-        except TypeError as error:  # py4j: no such class
-            raise JobsError(jvm_classes.missing("jobs.jvm.Outline")) from error
-        broadcast = spark._jsc.broadcast(outline)
-        _NAMES[key] = f"jobs_inside_outline_{len(_NAMES)}", jvm.jobs.jvm.InsideOutline(broadcast)
+        broadcast = spark._jsc.broadcast(java.new(spark, "Outline", text))
+        _NAMES[key] = (
+            f"jobs_inside_outline_{len(_NAMES)}",
+            java.new(spark, "InsideOutline", broadcast),
+        )
     name, function = _NAMES[key]
     if not spark.catalog.functionExists(name):
-        boolean = jvm.org.apache.spark.sql.types.DataTypes.BooleanType
+        boolean = java.jvm(spark).org.apache.spark.sql.types.DataTypes.BooleanType
         spark._jsparkSession.udf().register(name, function, boolean)
     return name

@@ -1,2 +1,2 @@
-"""Per-vehicle checks across events: ``rules`` in plain Python, ``stage`` the stateful Spark
-stage that runs them per VIN in the ingest query."""
+"""Per-vehicle checks across events: ``stage`` runs the Java rules per VIN in the ingest query;
+``rules`` configures them and runs them on one vehicle's events outside a stream."""

@@ -3,11 +3,11 @@ package jobs.jvm;
 import org.apache.spark.api.java.function.MapFunction;
 import org.apache.spark.sql.Row;
 
-/** The grouping key of the dedup stage: a row's event id (null for none). */
-public final class EventIdKey implements MapFunction<Row, String> {
+/** A stateful stage's grouping key: a row's string column (null for none). */
+public final class ColumnKey implements MapFunction<Row, String> {
   private final int index;
 
-  public EventIdKey(int index) {
+  public ColumnKey(int index) {
     this.index = index;
   }
 

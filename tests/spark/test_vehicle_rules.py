@@ -1,10 +1,12 @@
-"""The per-vehicle rules on one vehicle's events, without Spark (``jobs.stages.vehicle.rules.check_vehicle``).
+"""The per-vehicle rules (Java, in the session's JVM) on one vehicle's events at a time, outside a
+stream (``jobs.stages.vehicle.rules.VehicleRules``).
 
 A clean trip: a snapshot every 5 s at 10 m/s heading north (about 0.00045 deg of latitude)."""
 
 from __future__ import annotations
 
-import json
+import math
+import random
 
 import pandas as pd
 import pytest
@@ -18,11 +20,9 @@ from jobs.contract import (
     SEQ_REPLAY,
     SPEED_DISTANCE,
 )
-from jobs.stages.vehicle.rules import CHASSIS, VehicleEvents, check_vehicle
-from jobs.stages.vehicle.state import VehicleState
+from jobs.stages.vehicle.rules import CHASSIS, VehicleEvents, VehicleRules
 
 CFG = VehicleConfig()
-FIELDS = ["lat", "lon", "speed_mps", "odometer_m", *CFG.stuck_fields]
 T0 = pd.Timestamp("2026-11-20T10:00:00Z")
 STEP_DEG = 50 / 111_320  # 50 m north per 5 s
 
@@ -54,19 +54,28 @@ def _events(rows: list[dict]) -> VehicleEvents:
     )
 
 
-def _rules(rows: list[dict], state: VehicleState | None = None, cfg: VehicleConfig = CFG):
-    state = state if state is not None else VehicleState()
-    failures = check_vehicle(_events(rows), state, cfg, FIELDS)
-    return [sorted(f["rule"] for f in row) for row in failures], state
+@pytest.fixture(scope="module")
+def rules(spark) -> VehicleRules:
+    return VehicleRules(spark, CFG)
 
 
-def test_a_clean_trip_raises_nothing() -> None:
+@pytest.fixture(scope="module")
+def _rules(rules):
+    def check(rows: list[dict], state: bytes | None = None):
+        failures, after = rules.check(_events(rows), state)
+        return [sorted(f["rule"] for f in row) for row in failures], after
+
+    return check
+
+
+def test_a_clean_trip_raises_nothing(rules, _rules) -> None:
     flags, state = _rules(_trip(40))
     assert flags == [[]] * 40
-    assert len(state.fixes) == 8 and state.steps == [5.0] * 6
+    doc = rules.describe(state)
+    assert len(doc["fixes"]) == 8 and doc["steps"] == [5.0] * 6
 
 
-def test_an_odometer_going_back_is_caught_and_not_learned() -> None:
+def test_an_odometer_going_back_is_caught_and_not_learned(_rules) -> None:
     rows = _trip(10)
     rows[6]["fields"]["odometer_m"] -= 20_000
     flags, state = _rules(rows)
@@ -74,7 +83,7 @@ def test_an_odometer_going_back_is_caught_and_not_learned() -> None:
     assert all(f == [] for i, f in enumerate(flags) if i != 6), "the next event is fine"
 
 
-def test_a_position_jump_and_a_kmh_speed() -> None:
+def test_a_position_jump_and_a_kmh_speed(_rules) -> None:
     rows = _trip(12)
     rows[4]["fields"]["lat"] += 0.5  # 55 km in 5 s
     rows[9]["fields"]["speed_mps"] = 36.0  # 10 m/s written as km/h
@@ -83,7 +92,7 @@ def test_a_position_jump_and_a_kmh_speed() -> None:
     assert sum(bool(f) for f in flags) == 2
 
 
-def test_a_replay_is_caught_also_in_a_later_batch_and_late_events_are_accepted_once() -> None:
+def test_a_replay_is_caught_also_in_a_later_batch_and_late_events_are_accepted_once(_rules) -> None:
     rows = _trip(10)
     late = rows.pop(5)
     flags, state = _rules(rows)
@@ -97,7 +106,7 @@ def test_a_replay_is_caught_also_in_a_later_batch_and_late_events_are_accepted_o
     assert old_boot == [[SEQ_REPLAY]]
 
 
-def test_a_gps_clock_18_s_ahead_is_flagged_without_harming_its_neighbours() -> None:
+def test_a_gps_clock_18_s_ahead_is_flagged_without_harming_its_neighbours(_rules) -> None:
     rows = _trip(12)
     rows[7]["event_time"] += pd.Timedelta(seconds=18)
     flags, _ = _rules(rows)
@@ -105,7 +114,7 @@ def test_a_gps_clock_18_s_ahead_is_flagged_without_harming_its_neighbours() -> N
     assert all(f == [] for i, f in enumerate(flags) if i != 7)
 
 
-def test_a_clock_ahead_of_the_enqueued_time_is_flagged() -> None:
+def test_a_clock_ahead_of_the_enqueued_time_is_flagged(_rules) -> None:
     rows = _trip(3)
     for r in rows:
         r["enqueued"] = r["event_time"] + pd.Timedelta(seconds=1)
@@ -114,7 +123,7 @@ def test_a_clock_ahead_of_the_enqueued_time_is_flagged() -> None:
     assert flags == [[], [], [CLOCK_OFFSET]]
 
 
-def test_out_of_order_events_are_checked_against_their_neighbours_in_time() -> None:
+def test_out_of_order_events_are_checked_against_their_neighbours_in_time(_rules) -> None:
     rows = _trip(10)
     first, state = _rules(rows[:4] + rows[5:])
     assert first == [[]] * 9
@@ -122,45 +131,51 @@ def test_out_of_order_events_are_checked_against_their_neighbours_in_time() -> N
     assert late == [[]], "the late fix sits between its neighbours: no jump, no odometer fault"
 
 
-def test_a_sensor_stuck_while_moving_warns_and_does_not_block_learning() -> None:
+def test_a_sensor_stuck_while_moving_warns_and_does_not_block_learning(rules, _rules) -> None:
     rows = _trip(150)  # 750 s
     for r in rows:
         r["fields"]["steering_pct"] = 3.0
     flags, state = _rules(rows)
     stuck = [i for i, f in enumerate(flags) if f == [SENSOR_STUCK]]
     assert stuck and stuck[0] == 121 and stuck[-1] == 149  # unchanged for more than 600 s
-    assert state.fixes[-1].t == rows[-1]["event_time"].timestamp()
+    assert rules.describe(state)["fixes"][-1][0] == rows[-1]["event_time"].timestamp()
 
 
-def test_untrusted_events_are_not_checked_and_not_learned() -> None:
+def test_untrusted_events_are_not_checked_and_not_learned(rules, _rules) -> None:
     rows = _trip(6)
     rows[3]["trusted"] = False
     rows[3]["fields"]["lat"] = 4_500_000.0  # UTM metres; the row-level rule quarantines it
     flags, state = _rules(rows)
     assert flags == [[]] * 6
-    assert all(f.lat < 90 for f in state.fixes)
+    assert all(f[1] < 90 for f in rules.describe(state)["fixes"])
 
 
-def test_rules_can_be_switched_off_or_made_warnings() -> None:
+def test_rules_can_be_switched_off_or_made_warnings(spark) -> None:
     cfg = VehicleConfig(
         on_failure={"vehicle.odometer_monotonic": "warn", "vehicle.position_jump": "off"}
     )
     rows = _trip(8)
     rows[3]["fields"]["odometer_m"] -= 5000
     rows[6]["fields"]["lat"] += 1.0
-    failures = check_vehicle(_events(rows), VehicleState(), cfg, FIELDS)
+    failures, _ = VehicleRules(spark, cfg).check(_events(rows))
     assert [f["on_failure"] for f in failures[3]] == ["warn"]
     assert failures[6] == []
 
 
-def test_the_state_survives_its_json_form_and_stays_small() -> None:
+def test_the_state_reads_back_as_written_and_stays_small(rules, _rules) -> None:
     _, state = _rules(_trip(300))
-    doc = state.dump()
-    again = VehicleState(json.loads(doc))
-    assert again.dump() == doc
-    assert len(doc) < 1200, len(doc)
+    _, again = rules.check(_events([]), state)  # read, nothing learned, written
+    assert again == state
+    assert len(state) < 1200, len(state)
 
 
-def test_config_rejects_an_unknown_rule() -> None:
-    with pytest.raises(ValueError, match="unknown rule"):
-        VehicleConfig(on_failure={"vehicle.nope": "warn"})
+def test_observed_values_read_as_python_writes_them(spark) -> None:
+    rng = random.Random(3)
+    values = [0.0, -0.0, 0.05, 0.15, 0.25, 2.5, -0.04, 18.0, 1e-4, 1e-5, 999999.5, 1234567.0,
+              123456.5, math.nan, math.inf, -math.inf, 5e-324, 1.7976931348623157e308]  # fmt: skip
+    values += [rng.uniform(-1e4, 1e4) for _ in range(300)]
+    values += [rng.uniform(-1, 1) * 10 ** rng.randint(-8, 12) for _ in range(300)]
+    java = spark._jvm.jobs.jvm.VehicleRules
+    for x in values:
+        assert java.fixed(x, 1) == f"{x:.1f}" and java.fixed(x, 0) == f"{x:.0f}", x
+        assert java.general(x) == f"{x:g}", x
