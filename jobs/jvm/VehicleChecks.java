@@ -1,7 +1,6 @@
 package jobs.jvm;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -42,9 +41,9 @@ public final class VehicleChecks extends StatefulProcessor<String, Row, Row> {
    * The rules' configuration as JSON, with "state_ttl_hours" and "columns": the input's position
    * of each column the rules read.
    */
-  public VehicleChecks(String config) throws java.io.IOException {
+  public VehicleChecks(String config) {
     rules = new VehicleRules(config);
-    JsonNode c = new ObjectMapper().readTree(config);
+    JsonNode c = VehicleRules.read(config);
     ttlMillis = (long) (c.get("state_ttl_hours").asDouble() * 3600 * 1000);
     JsonNode at = c.get("columns");
     trusted = at.get("vehicle_trusted").asInt();

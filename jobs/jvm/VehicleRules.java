@@ -466,7 +466,7 @@ public final class VehicleRules implements Serializable {
     return stripped.endsWith(".") ? stripped.substring(0, stripped.length() - 1) : stripped;
   }
 
-  private static JsonNode read(String json) {
+  static JsonNode read(String json) {
     try {
       return JSON.readTree(json);
     } catch (java.io.IOException error) {

@@ -33,8 +33,8 @@ def test_the_stage_passes_every_row_through_unchanged(ingest, source_rows):
 
 
 def test_the_stage_still_finds_cross_event_faults(ingest, source_rows):
-    """An event replayed under a new id and position is caught: the stage's rules see the
-    columns they read although the rest of the row rides packed. A copy under the same id is a
+    """An event replayed under a new id and position is caught: the processor reads the
+    columns the rules need by their position in the row. A copy under the same id is a
     duplicate, which the rules leave alone."""
     first = source_rows.where("partition = '0' and sequenceNumber = 0")
     body = F.decode("body", "utf-8")
