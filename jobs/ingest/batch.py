@@ -108,14 +108,13 @@ class Ingest:
         return residency_reason(self.cfg.residency.blocked_countries, self.boundary)
 
     def with_stages(self, prepared: DataFrame) -> DataFrame:
-        """The stateful stages on prepared events: the duplicate flags, then the per-vehicle
-        stage when ``[vehicle] enabled`` (it does not learn from duplicates)."""
-        flagged = add_duplicate_flags(
-            prepared, window_hours=self.cfg.quality.dedup_window_hours, residency=RESIDENCY
-        )
+        """The stateful stage on prepared events: the duplicate flags, then, in the same stage,
+        the per-vehicle rules when ``[vehicle] enabled`` (they do not learn from duplicates)."""
+        window = self.cfg.quality.dedup_window_hours
         if not self.cfg.vehicle.enabled:
-            return flagged
-        return add_vehicle_checks(flagged, self.cfg.vehicle, self.checks, RESIDENCY)
+            return add_duplicate_flags(prepared, window_hours=window, residency=RESIDENCY)
+        return add_vehicle_checks(prepared, self.cfg.vehicle, self.checks, RESIDENCY,
+                                  window_hours=window)  # fmt: skip
 
     def hold_batch(self, df: DataFrame) -> tuple[DataFrame, pa.Table]:
         """A batch's first step: its rows through :meth:`prepare` and :meth:`with_stages`

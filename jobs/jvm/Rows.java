@@ -23,13 +23,22 @@ final class Rows {
     return row.isNullAt(index) ? Double.NaN : micros(row.get(index)) / 1e6;
   }
 
-  /** The row with one more value at its end. */
-  static Row with(Row row, Object value) {
-    Object[] values = new Object[row.length() + 1];
+  /** The row with more values at its end. */
+  static Row with(Row row, Object... more) {
+    Object[] values = new Object[row.length() + more.length];
     for (int i = 0; i < row.length(); i++) {
       values[i] = row.get(i);
     }
-    values[row.length()] = value;
+    System.arraycopy(more, 0, values, row.length(), more.length);
     return RowFactory.create(values);
+  }
+
+  /** Two rows' values of one column (a string or a number), nulls last. */
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  static int compare(Row a, Row b, int index) {
+    if (a.isNullAt(index) || b.isNullAt(index)) {
+      return Boolean.compare(a.isNullAt(index), b.isNullAt(index));
+    }
+    return ((Comparable) a.get(index)).compareTo(b.get(index));
   }
 }

@@ -1,6 +1,7 @@
 """The per-vehicle stage of the ingest query: the rules (``jobs/jvm/VehicleRules.java``) run per
 VIN in Spark's ``transformWithState`` with a processor of the project's jar
-(``jobs/jvm/VehicleChecks.java``), the state in the RocksDB state store, checkpointed with the
+(``jobs/jvm/VehicleStage.java``, after deduplication under the same key: ``jobs.stages.dedup``),
+the state in the RocksDB state store, checkpointed with the
 query (a restart neither forgets nor double-counts) and dropped by a TTL when a vehicle goes
 quiet.
 
@@ -25,44 +26,54 @@ way.
 
 from __future__ import annotations
 
+import json
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import VehicleConfig
-from jobs.stages import java
 from jobs.stages.decode import DECODE_ERROR, PAYLOAD
-from jobs.stages.dedup import DUPLICATE
+from jobs.stages.dedup import DUPLICATE, keyed, keyed_stage
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.rows import FAILURE_TYPE
 from jobs.stages.quality.suites import identifiers
 from jobs.stages.vehicle.rules import FIELDS, RULES, TRUSTED, fields_read, rules_config
 
 FAILURES = "_vehicle_failures"  # the stage's output column
-# the columns the processor reads, by position in its input
-_READ = (TRUSTED, "event_type", "boot_id", "seq_num", "event_time", "enqueuedTime", "partition",
-         "sequenceNumber", FIELDS)  # fmt: skip
+# the columns the rules read besides deduplication's, by position in the stage's input
+_READ = ("vin", TRUSTED, "event_type", "boot_id", "seq_num", FIELDS)
 
 
 def add_vehicle_checks(
-    prepared: DataFrame, cfg: VehicleConfig, checks: dict[str, EventTypeChecks], residency: str
+    prepared: DataFrame,
+    cfg: VehicleConfig,
+    checks: dict[str, EventTypeChecks],
+    residency: str,
+    *,
+    window_hours: int,
 ) -> DataFrame:
-    """``prepared`` (decoded envelope, residency column) plus ``_vehicle_failures``.
+    """``prepared`` (decoded envelope, residency column) plus ``_duplicate`` (deduplication,
+    ``jobs.stages.dedup``, in the same stage) and ``_vehicle_failures``.
 
     Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
-    input row comes out once, with the same columns and values plus the failures."""
+    input row comes out once, with the same columns and values plus the flag and failures."""
     fields = fields_read(cfg)
     payload_type = ", ".join(f"`{f}` double" for f in fields)
     staged = with_trust(
-        prepared.withColumn(FIELDS, F.from_json(F.col(PAYLOAD), payload_type)),
+        keyed(prepared.withColumn(FIELDS, F.from_json(F.col(PAYLOAD), payload_type)), residency),
         checks,
         fields,
         residency,
     )
-    columns = {c: staged.columns.index(c) for c in _READ}
-    processor = java.new(staged.sparkSession, "VehicleChecks", rules_config(cfg, columns=columns))
-    failures = T.StructField(FAILURES, T.ArrayType(FAILURE_TYPE))
-    return java.transform_with_state(staged, "vin", processor, [failures]).drop(TRUSTED, FIELDS)
+    added = [
+        T.StructField(DUPLICATE, T.BooleanType()),
+        T.StructField(FAILURES, T.ArrayType(FAILURE_TYPE)),
+    ]
+    return keyed_stage(
+        staged, window_hours=window_hours, added=added, rules=json.loads(rules_config(cfg)),
+        columns=_READ,
+    ).drop(TRUSTED, FIELDS)  # fmt: skip
 
 
 def with_trust(
