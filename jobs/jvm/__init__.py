@@ -1,8 +1,10 @@
 """The project's JVM side: what the ingest job runs inside Spark's JVM because Python cannot do it
 fast enough, compiled from the Java sources beside this file into one jar.
 
-* ``EventIdDedup`` and ``EventIdKey``: the dedup stage (``jobs.stages.dedup``), a
-  ``transformWithState`` keyed by event id whose state lives in the state store on the executors.
+* ``VehicleStage`` (with ``VehicleRules``, ``VehicleState``, ``ColumnKey`` and ``Rows``): the
+  ingest query's stateful stage (``jobs.stages.dedup``, ``jobs.stages.vehicle``), a
+  ``transformWithState`` keyed by VIN whose state lives in the state store on the executors:
+  deduplication, then the per-vehicle rules.
 * ``Outline`` and ``InsideOutline``: the residency test of coordinates
   (``jobs.stages.residency.expression``), a SQL function over a broadcast outline.
 
