@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,24 @@ CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabl
 QUIET_LOGGERS = ("org.apache.spark.rdd.MapPartitionsRDD",)
 
 
+# Background work (GX's verdict on committed batches) runs in a scheduler pool below the
+# streaming batches': on a small driver both compete for the same cores.
+BACKGROUND_POOL = "background"
+_POOLS = (
+    '<?xml version="1.0"?><allocations>'
+    '<pool name="default"><schedulingMode>FIFO</schedulingMode><weight>4</weight></pool>'
+    f'<pool name="{BACKGROUND_POOL}"><schedulingMode>FIFO</schedulingMode><weight>1</weight></pool>'
+    "</allocations>"
+)
+
+
+def _pools_file() -> str:
+    path = Path(tempfile.gettempdir()) / "vehicle-jobs-scheduler-pools.xml"
+    if not path.is_file() or path.read_text() != _POOLS:
+        path.write_text(_POOLS)
+    return str(path)
+
+
 def session_builder(cfg: Config) -> Any:
     """A session builder with the ``[spark]`` settings (the tests add theirs to it)."""
     # Workers must run this interpreter, or they cannot import the project's dependencies.
@@ -37,6 +56,8 @@ def session_builder(cfg: Config) -> Any:
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+    builder = builder.config("spark.scheduler.mode", "FAIR")
+    builder = builder.config("spark.scheduler.allocation.file", _pools_file())
     # The stateful stages (transformWithState) need the RocksDB state store.
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
     # each query's rates, latency and state in Spark's metrics system (Databricks, Prometheus)

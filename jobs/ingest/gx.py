@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.config import Config
 from jobs.delta import tables
 from jobs.lake import DQ_GX, DQ_GX_SCHEMA
-from jobs.session import release
+from jobs.session import BACKGROUND_POOL, release
 from jobs.stages.quality.validate import BatchChecks
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class BackgroundValidation:
         self._worker.shutdown()
 
     def _drain(self) -> None:
+        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", BACKGROUND_POOL)
         try:
             while True:
                 # wait out the interval since the last run, unless asked to validate now
