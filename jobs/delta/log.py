@@ -3,10 +3,16 @@ application transactions, snapshots, added files, a streaming checkpoint's query
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import json
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any, Literal
 
+import pyarrow.fs as pafs
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
@@ -28,6 +34,10 @@ def open_table(opts: DeltaRsOptions, version: int | None = None) -> Any:
     if not DeltaTable.is_deltatable(opts.path, opts.storage_options or None):
         return None
     table = DeltaTable(opts.path, version=version, storage_options=opts.storage_options or None)
+    return _supported(opts, table)
+
+
+def _supported(opts: DeltaRsOptions, table: Any) -> Any:
     features = set(table.protocol().reader_features or ())
     unsupported = sorted(features & _UNSUPPORTED_READER_FEATURES)
     if unsupported:
@@ -44,6 +54,43 @@ def open_table(opts: DeltaRsOptions, version: int | None = None) -> Any:
             f"'delta') for it"
         )
     return table
+
+
+# Tables the driver appends to stay open between appends (in this process): bringing one up to
+# date reads the commits since, where opening it reads its last checkpoint (every live file)
+# and every commit after it, which grows with the table between checkpoints and compactions.
+_KEPT: dict[tuple[str, str], Any] = {}
+_LOCKS: dict[tuple[str, str], threading.Lock] = collections.defaultdict(threading.Lock)
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def appending(opts: DeltaRsOptions) -> Iterator[Any]:
+    """The table at its latest version for one append (None: there is none yet); appends to a
+    table from this process take turns."""
+    key = (opts.path, json.dumps(opts.storage_options or {}, sort_keys=True))
+    with _LOCKS_GUARD:
+        lock = _LOCKS[key]
+    with lock:
+        kept = _KEPT.pop(key, None)
+        table = _supported(opts, kept) if kept is not None and _updated(opts, kept) else None
+        if table is None:
+            table = open_table(opts)
+        yield table
+        if table is not None:  # kept only when the append went through
+            _KEPT[key] = table
+
+
+def _updated(opts: DeltaRsOptions, table: Any) -> bool:
+    """Brought ``table`` up to date; False when its log is no longer the one it was read from
+    (the table was deleted, or re-created with fewer commits)."""
+    try:
+        table.update_incremental()
+    except Exception:  # delta-rs raises its own errors for a log it cannot follow
+        return False
+    fs, root = filesystem(opts.path, opts.storage_options)
+    latest = fs.get_file_info(join(root, f"_delta_log/{table.version():020d}.json"))
+    return bool(latest.type != pafs.FileType.NotFound)
 
 
 def _arrow_schema(table: Any) -> Any:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from pyspark.sql.types import StructType
 
 from jobs.delta.files import delete_files, write_data_files
-from jobs.delta.log import check_write_schema, commit_files, open_table
+from jobs.delta.log import appending, check_write_schema, commit_files
 from jobs.delta.options import DeltaRsOptions
 
 
@@ -37,23 +37,23 @@ def write_dataframe(df: Any, opts: DeltaRsOptions, *, overwrite: bool) -> None:
     The same protocol (executors write files and return their add actions, the driver commits
     once), but ``mapInArrow`` hands rows to Python faster than the data source writer path does
     (``make bench --only delta_write``). The table facade writes through this."""
-    table = open_table(opts)
-    opts = check_write_schema(opts, df.schema, table)
+    with appending(opts) as table:
+        opts = check_write_schema(opts, df.schema, table)
 
-    def write(batches: Any) -> Any:
-        files = write_task(opts, batches)
-        yield pa.RecordBatch.from_pydict({"action": [json.dumps(f) for f in files]})
+        def write(batches: Any) -> Any:
+            files = write_task(opts, batches)
+            yield pa.RecordBatch.from_pydict({"action": [json.dumps(f) for f in files]})
 
-    actions = df.mapInArrow(write, "action string").collect()
-    files = [json.loads(r["action"]) for r in actions]
-    commit_files(opts, df.schema, files, overwrite=overwrite,
-                 txn=(opts.txn_app_id, opts.txn_version), table=table)  # fmt: skip
+        actions = df.mapInArrow(write, "action string").collect()
+        files = [json.loads(r["action"]) for r in actions]
+        commit_files(opts, df.schema, files, overwrite=overwrite,
+                     txn=(opts.txn_app_id, opts.txn_version), table=table)  # fmt: skip
 
 
 def write_arrow(opts: DeltaRsOptions, schema: StructType, rows: pa.Table) -> None:
     """Append an Arrow table from the driver (no Spark job): data files, then one commit."""
-    table = open_table(opts)
-    checked = check_write_schema(opts, schema, table)
-    files = write_task(checked, iter(rows.to_batches()))
-    commit_files(checked, schema, files, overwrite=False,
-                 txn=(checked.txn_app_id, checked.txn_version), table=table)  # fmt: skip
+    with appending(opts) as table:
+        checked = check_write_schema(opts, schema, table)
+        files = write_task(checked, iter(rows.to_batches()))
+        commit_files(checked, schema, files, overwrite=False,
+                     txn=(checked.txn_app_id, checked.txn_version), table=table)  # fmt: skip
