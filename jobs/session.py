@@ -35,9 +35,12 @@ QUIET_LOGGERS = ("org.apache.spark.rdd.MapPartitionsRDD",)
 BACKGROUND_POOL = "background"
 _POOLS = (
     '<?xml version="1.0"?><allocations>'
-    '<pool name="default"><schedulingMode>FIFO</schedulingMode><weight>4</weight></pool>'
-    f'<pool name="{BACKGROUND_POOL}"><schedulingMode>FIFO</schedulingMode><weight>1</weight></pool>'
-    "</allocations>"
+    + "".join(
+        f'<pool name="{name}"><schedulingMode>FIFO</schedulingMode><weight>{weight}</weight>'
+        "<minShare>0</minShare></pool>"
+        for name, weight in (("default", 4), (BACKGROUND_POOL, 1))
+    )
+    + "</allocations>"
 )
 
 
