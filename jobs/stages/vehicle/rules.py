@@ -41,17 +41,15 @@ def fields_read(cfg: VehicleConfig) -> list[str]:
     return list(dict.fromkeys(["lat", "lon", "speed_mps", "odometer_m", *cfg.stuck_fields]))
 
 
-def rules_config(cfg: VehicleConfig, **more: Any) -> str:
-    """The configuration the Java rules take, as JSON."""
+def rules_config(cfg: VehicleConfig) -> dict[str, Any]:
+    """The configuration the Java rules take (as JSON)."""
     settings = {name: getattr(cfg, name) for name in (
         "odometer_tolerance_m", "max_speed_mps", "speed_tolerance_mps", "speed_tolerance_ratio",
         "speed_change_mps2", "max_fix_gap_s", "clock_offsets_s", "clock_tolerance_s",
         "max_clock_ahead_s", "stuck_fields", "stuck_after_s", "stuck_min_speed_mps",
         "state_ttl_hours")}  # fmt: skip
     rules = [[rule, RULE_COLUMNS[rule], cfg.action(rule)] for rule in RULES]
-    return json.dumps(
-        settings | {"rules": rules, "chassis": CHASSIS, "fields": fields_read(cfg)} | more
-    )
+    return settings | {"rules": rules, "chassis": CHASSIS, "fields": fields_read(cfg)}
 
 
 @dataclass
@@ -75,7 +73,7 @@ class VehicleRules:
     state is the bytes the state store would keep (None for none)."""
 
     def __init__(self, spark: SparkSession, cfg: VehicleConfig) -> None:
-        self._rules = java.new(spark, "VehicleRules", rules_config(cfg))
+        self._rules = java.new(spark, "VehicleRules", json.dumps(rules_config(cfg)))
         self._jvm = java.jvm(spark)
 
     def check(

@@ -26,8 +26,6 @@ way.
 
 from __future__ import annotations
 
-import json
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -71,7 +69,7 @@ def add_vehicle_checks(
         T.StructField(FAILURES, T.ArrayType(FAILURE_TYPE)),
     ]
     return keyed_stage(
-        staged, window_hours=window_hours, added=added, rules=json.loads(rules_config(cfg)),
+        staged, window_hours=window_hours, added=added, rules=rules_config(cfg),
         columns=_READ,
     ).drop(TRUSTED, FIELDS)  # fmt: skip
 
@@ -79,9 +77,10 @@ def add_vehicle_checks(
 def with_trust(
     df: DataFrame, checks: dict[str, EventTypeChecks], fields: list[str], residency: str
 ) -> DataFrame:
-    """Add ``_vehicle_trusted``: true for rows the state may learn from. Decodable, not
-    residency-dropped, not flagged a duplicate, and passing every row-level quarantine/fail rule of its type that reads
-    only the envelope and the payload fields this stage reads (the suites' own conditions)."""
+    """Add ``vehicle_trusted``: true for rows the state may learn from (unless the stage finds
+    them duplicates). Decodable, not residency-dropped, with a VIN, and passing every row-level
+    quarantine/fail rule of its type that reads only the envelope and the payload fields this
+    stage reads (the suites' own conditions)."""
     added = [f for f in fields if f not in df.columns]
     probe = df.withColumns({f: F.col(f"{FIELDS}.`{f}`") for f in added})
     bad: Column = F.lit(False)
@@ -105,8 +104,6 @@ def with_trust(
         & F.col("vin").isNotNull()
         & ~F.coalesce(bad, F.lit(False))
     )
-    if DUPLICATE in df.columns:
-        trusted = trusted & ~F.coalesce(F.col(DUPLICATE), F.lit(False))
     return probe.withColumn(TRUSTED, trusted).drop(*added)
 
 
