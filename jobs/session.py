@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -45,9 +46,14 @@ _POOLS = (
 
 
 def _pools_file() -> str:
-    path = Path(tempfile.gettempdir()) / "vehicle-jobs-scheduler-pools.xml"
-    if not path.is_file() or path.read_text() != _POOLS:
-        path.write_text(_POOLS)
+    """The pools as a file Spark reads; named by its content and written whole (a process may
+    start its JVM while another writes it)."""
+    digest = hashlib.sha256(_POOLS.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"vehicle-jobs-scheduler-pools-{digest}.xml"
+    if not path.is_file():
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as written:
+            written.write(_POOLS)
+        os.replace(written.name, path)
     return str(path)
 
 

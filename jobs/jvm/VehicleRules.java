@@ -41,7 +41,11 @@ public final class VehicleRules implements Serializable {
 
   private final String[][] rules;  // (name, column, on_failure) per rule
   private final String chassis;
-  private final Map<String, Integer> fields = new HashMap<>();
+  private final Map<String, Integer> fields = new HashMap<>();  // name -> position in values
+  private final int lat;
+  private final int lon;
+  private final int speed;
+  private final int odometer;
   private final double odometerTolerance;
   private final double maxSpeed;
   private final double speedTolerance;
@@ -52,6 +56,7 @@ public final class VehicleRules implements Serializable {
   private final double clockTolerance;
   private final double maxClockAhead;
   private final String[] stuckFields;
+  private final int[] stuck;  // the stuck fields' positions in values
   private final double stuckAfter;
   private final double stuckMinSpeed;
 
@@ -72,10 +77,14 @@ public final class VehicleRules implements Serializable {
       rules[i] = new String[] {r.get(0).asText(), r.get(1).asText(), r.get(2).asText()};
     }
     chassis = c.get("chassis").asText();
-    JsonNode names = c.get("fields");
-    for (int i = 0; i < names.size(); i++) {
-      fields.put(names.get(i).asText(), i);
+    String[] names = strings(c.get("fields"));
+    for (int i = 0; i < names.length; i++) {
+      fields.put(names[i], i);
     }
+    lat = fields.get("lat");
+    lon = fields.get("lon");
+    speed = fields.get("speed_mps");
+    odometer = fields.get("odometer_m");
     odometerTolerance = c.get("odometer_tolerance_m").asDouble();
     maxSpeed = c.get("max_speed_mps").asDouble();
     speedTolerance = c.get("speed_tolerance_mps").asDouble();
@@ -83,15 +92,11 @@ public final class VehicleRules implements Serializable {
     speedChange = c.get("speed_change_mps2").asDouble();
     maxFixGap = c.get("max_fix_gap_s").asDouble();
     clockOffsets = new double[c.get("clock_offsets_s").size()];
-    for (int i = 0; i < clockOffsets.length; i++) {
-      clockOffsets[i] = c.get("clock_offsets_s").get(i).asDouble();
-    }
+    Arrays.setAll(clockOffsets, i -> c.get("clock_offsets_s").get(i).asDouble());
     clockTolerance = c.get("clock_tolerance_s").asDouble();
     maxClockAhead = c.get("max_clock_ahead_s").asDouble();
-    stuckFields = new String[c.get("stuck_fields").size()];
-    for (int i = 0; i < stuckFields.length; i++) {
-      stuckFields[i] = c.get("stuck_fields").get(i).asText();
-    }
+    stuckFields = strings(c.get("stuck_fields"));
+    stuck = Arrays.stream(stuckFields).mapToInt(fields::get).toArray();
     stuckAfter = c.get("stuck_after_s").asDouble();
     stuckMinSpeed = c.get("stuck_min_speed_mps").asDouble();
   }
@@ -252,21 +257,22 @@ public final class VehicleRules implements Serializable {
 
   // -- the rules
 
-  private Double value(Event e, String field) {
-    return e.values()[fields.get(field)];
+  /** The number of payload fields an event's values hold. */
+  int fieldCount() {
+    return fields.size();
   }
 
   private Fix fix(Event e) {
-    Double lat = value(e, "lat");
-    Double lon = value(e, "lon");
-    boolean positioned = lat != null && lon != null && !(lat == 0 && lon == 0);
+    Double y = e.values()[lat];
+    Double x = e.values()[lon];
+    boolean positioned = y != null && x != null && !(y == 0 && x == 0);
     boolean isChassis = chassis.equals(e.type());
-    Double speed = isChassis ? value(e, "speed_mps") : null;
-    Double odometer = isChassis ? value(e, "odometer_m") : null;
-    if (!positioned && odometer == null) {
+    Double moving = isChassis ? e.values()[speed] : null;
+    Double reading = isChassis ? e.values()[odometer] : null;
+    if (!positioned && reading == null) {
       return null;
     }
-    return new Fix(e.time(), positioned ? lat : null, positioned ? lon : null, speed, odometer,
+    return new Fix(e.time(), positioned ? y : null, positioned ? x : null, moving, reading,
         e.boot(), e.seq());
   }
 
@@ -403,12 +409,13 @@ public final class VehicleRules implements Serializable {
   }
 
   private String stuck(Event e, VehicleState state) {
-    Double speed = value(e, "speed_mps");
-    if (!chassis.equals(e.type()) || speed == null || speed < stuckMinSpeed) {
+    Double moving = e.values()[speed];
+    if (!chassis.equals(e.type()) || moving == null || moving < stuckMinSpeed) {
       return null;
     }
-    for (String name : stuckFields) {
-      Double value = value(e, name);
+    for (int k = 0; k < stuckFields.length; k++) {
+      String name = stuckFields[k];
+      Double value = e.values()[stuck[k]];
       double[] held = state.stuck.get(name);
       if (value != null && held != null && held[0] == value && e.time() - held[1] > stuckAfter) {
         return name + " unchanged at " + general(value) + " for " + fixed(e.time() - held[1], 0)
@@ -422,8 +429,9 @@ public final class VehicleRules implements Serializable {
     if (!chassis.equals(e.type())) {
       return;
     }
-    for (String name : stuckFields) {
-      Double value = value(e, name);
+    for (int k = 0; k < stuckFields.length; k++) {
+      String name = stuckFields[k];
+      Double value = e.values()[stuck[k]];
       double[] held = state.stuck.get(name);
       if (value != null && (held == null || held[0] != value)) {
         state.stuck.put(name, new double[] {value, e.time()});
@@ -472,6 +480,12 @@ public final class VehicleRules implements Serializable {
     } catch (java.io.IOException error) {
       throw new IllegalArgumentException("not JSON: " + error.getMessage());
     }
+  }
+
+  private static String[] strings(JsonNode array) {
+    String[] out = new String[array.size()];
+    Arrays.setAll(out, i -> array.get(i).asText());
+    return out;
   }
 
   private static String text(JsonNode node) {

@@ -1,6 +1,7 @@
 package jobs.jvm;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import java.io.Serializable;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -41,17 +42,33 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
   private final int enqueued;
   private final int partition;
   private final int sequence;
-  private final VehicleRules rules;  // null: deduplication only
-  private final long vehicleTtlMillis;
-  private final int vin;
-  private final int trusted;
-  private final int type;
-  private final int boot;
-  private final int seq;
-  private final int values;
-  private final int fields;
+  private final Checks checks;  // null: deduplication only
   private transient MapState<String, Long> recorded;
   private transient ValueState<byte[]> vehicle;
+
+  /** The per-vehicle rules with the positions of the columns they read besides dedup's. */
+  private static final class Checks implements Serializable {
+    private static final long serialVersionUID = 1L;
+    final VehicleRules rules;
+    final long ttlMillis;
+    final int vin;
+    final int trusted;
+    final int type;
+    final int boot;
+    final int seq;
+    final int values;
+
+    Checks(JsonNode config, JsonNode at) {
+      rules = new VehicleRules(config.toString());
+      ttlMillis = (long) (config.get("state_ttl_hours").asDouble() * 3600 * 1000);
+      vin = at.get("vin").asInt();
+      trusted = at.get("vehicle_trusted").asInt();
+      type = at.get("event_type").asInt();
+      boot = at.get("boot_id").asInt();
+      seq = at.get("seq_num").asInt();
+      values = at.get("vehicle_fields").asInt();
+    }
+  }
 
   /**
    * The configuration as JSON: "window_s", "columns" (the input's position of each column read)
@@ -67,26 +84,17 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
     enqueued = at.get("enqueuedTime").asInt();
     partition = at.get("partition").asInt();
     sequence = at.get("sequenceNumber").asInt();
-    JsonNode r = c.get("rules");
-    boolean checks = r != null && !r.isNull();
-    rules = checks ? new VehicleRules(r.toString()) : null;
-    vehicleTtlMillis = checks ? (long) (r.get("state_ttl_hours").asDouble() * 3600 * 1000) : 0;
-    vin = checks ? at.get("vin").asInt() : -1;
-    trusted = checks ? at.get("vehicle_trusted").asInt() : -1;
-    type = checks ? at.get("event_type").asInt() : -1;
-    boot = checks ? at.get("boot_id").asInt() : -1;
-    seq = checks ? at.get("seq_num").asInt() : -1;
-    values = checks ? at.get("vehicle_fields").asInt() : -1;
-    fields = checks ? r.get("fields").size() : 0;
+    JsonNode rules = c.get("rules");
+    checks = rules == null || rules.isNull() ? null : new Checks(rules, at);
   }
 
   @Override
   public void init(OutputMode outputMode, TimeMode timeMode) {
     recorded = getHandle().getMapState("event_ids", Encoders.STRING(), Encoders.LONG(),
         TTLConfig.apply(Duration.ofMillis(windowMicros / 1000)));
-    if (rules != null) {
+    if (checks != null) {
       vehicle = getHandle().getValueState("vehicle", Encoders.BINARY(),
-          TTLConfig.apply(Duration.ofMillis(vehicleTtlMillis)));
+          TTLConfig.apply(Duration.ofMillis(checks.ttlMillis)));
     }
   }
 
@@ -98,10 +106,10 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
       input.add(rows.next());
     }
     boolean[] duplicate = duplicates(key, input);
-    List<List<String[]>> failures = rules == null ? null : check(input, duplicate);
+    List<List<String[]>> failures = checks == null ? null : check(input, duplicate);
     List<Row> out = new ArrayList<>(input.size());
     for (int i = 0; i < input.size(); i++) {
-      if (rules == null) {
+      if (checks == null) {
         out.add(Rows.with(input.get(i), duplicate[i]));
         continue;
       }
@@ -149,6 +157,9 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
 
   /** The rules on a vehicle's rows (none for a key that is not a VIN); updates its state. */
   private List<List<String[]>> check(List<Row> input, boolean[] duplicate) {
+    if (input.get(0).isNullAt(checks.vin)) {
+      return null;
+    }
     List<VehicleRules.Event> events = new ArrayList<>();
     boolean anyTrusted = false;
     for (int i = 0; i < input.size(); i++) {
@@ -156,20 +167,20 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
       anyTrusted |= e.trusted();
       events.add(e);
     }
-    if (input.get(0).isNullAt(vin) || !anyTrusted) {
+    if (!anyTrusted) {
       return null;
     }
     VehicleState known = VehicleState.read(vehicle.get());  // one read of the state store
-    List<List<String[]>> failures = rules.check(events, known);
+    List<List<String[]>> failures = checks.rules.check(events, known);
     vehicle.update(known.write());
     return failures;
   }
 
   private VehicleRules.Event event(Row row, boolean duplicate) {
-    Double[] read = new Double[fields];
-    if (!row.isNullAt(values)) {
-      Row struct = row.getStruct(values);
-      for (int i = 0; i < fields; i++) {
+    Double[] read = new Double[checks.rules.fieldCount()];
+    if (!row.isNullAt(checks.values)) {
+      Row struct = row.getStruct(checks.values);
+      for (int i = 0; i < read.length; i++) {
         if (!struct.isNullAt(i)) {
           double v = struct.getDouble(i);
           read[i] = Double.isNaN(v) ? null : v;
@@ -177,14 +188,14 @@ public final class VehicleStage extends StatefulProcessor<String, Row, Row> {
       }
     }
     return new VehicleRules.Event(
-        row.isNullAt(type) ? null : row.getString(type),
-        row.isNullAt(boot) ? null : row.getString(boot),
-        row.isNullAt(seq) ? null : ((Number) row.get(seq)).longValue(),
+        row.isNullAt(checks.type) ? null : row.getString(checks.type),
+        row.isNullAt(checks.boot) ? null : row.getString(checks.boot),
+        row.isNullAt(checks.seq) ? null : ((Number) row.get(checks.seq)).longValue(),
         Rows.seconds(row, time),
         Rows.seconds(row, enqueued),
         row.isNullAt(partition) ? null : String.valueOf(row.get(partition)),
         row.isNullAt(sequence) ? 0 : ((Number) row.get(sequence)).longValue(),
-        !duplicate && !row.isNullAt(trusted) && row.getBoolean(trusted),
+        !duplicate && !row.isNullAt(checks.trusted) && row.getBoolean(checks.trusted),
         read);
   }
 }
