@@ -11,6 +11,7 @@ from __future__ import annotations
 BODY_TOO_LARGE = "decode.body_too_large"
 INVALID_UTF8 = "decode.invalid_utf8"
 MALFORMED_JSON = "decode.malformed_json"
+DUPLICATE_KEY = "decode.duplicate_key"
 UNKNOWN_EVENT_TYPE = "decode.unknown_event_type"
 UNKNOWN_SCHEMA_VERSION = "decode.unknown_schema_version"
 PAYLOAD_NOT_OBJECT = "decode.payload_not_object"
@@ -18,6 +19,7 @@ DECODE_REASONS = (
     BODY_TOO_LARGE,
     INVALID_UTF8,
     MALFORMED_JSON,
+    DUPLICATE_KEY,
     UNKNOWN_EVENT_TYPE,
     UNKNOWN_SCHEMA_VERSION,
     PAYLOAD_NOT_OBJECT,

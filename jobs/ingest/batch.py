@@ -49,7 +49,7 @@ from jobs.lake import (
     silver_table,
 )
 from jobs.session import hold, release
-from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, EnvelopeDecoder
+from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, RESIDENCY_INPUTS, EnvelopeDecoder
 from jobs.stages.dedup import DUPLICATE, add_duplicate_flags
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.validate import BatchChecks, FailureCount
@@ -101,7 +101,7 @@ class Ingest:
     def prepare(self, events: DataFrame) -> DataFrame:
         """Source rows to decoded envelopes with their residency verdict (a plain transform)."""
         decoded = self._envelope(events.withColumn(INGEST_TIME, F.col("enqueuedTime")))
-        return decoded.withColumn(RESIDENCY, self._residency)
+        return decoded.withColumn(RESIDENCY, self._residency).drop(*RESIDENCY_INPUTS)
 
     @functools.cached_property
     def _residency(self) -> Column:

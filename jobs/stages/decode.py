@@ -1,33 +1,31 @@
 """Decode raw event bodies into typed columns, losing nothing.
 
-Two steps, both pure DataFrame transforms:
+Each body is parsed once, by a function of the project's jar (``jobs/jvm/Decoder.java``):
 
-* :func:`decode_envelope` parses the JSON body into the envelope columns (and
-  ``origin_country_code``, the origin normalized) and sets ``_decode_error`` for bodies that
-  cannot be decoded (too large, not UTF-8, not a JSON object,
-  unknown event type or schema version). Such rows keep every field that could be read.
-* :func:`decode_payload` flattens one event type's payload next to the envelope.
+* :func:`decode_envelope` adds the envelope columns (and ``origin_country_code``, the origin
+  normalized) and sets ``_decode_error`` for bodies that cannot be decoded (too large, not UTF-8,
+  not a JSON object, a key repeated, unknown event type or schema version, a payload that is not
+  an object). Such rows keep every field that could be read, and their payload as JSON text.
+* :func:`decode_payload` flattens one event type's payload, typed in the same pass, next to the
+  envelope.
 
-Whatever the schema does not know, or a value that does not fit its declared type, is kept as raw
-JSON text in ``_rescued_data`` (a JSON object: field name -> raw value; payload fields are prefixed
-``payload.``), so schema drift is visible and replayable, never silently dropped.
+Values are read as Spark's ``from_json`` reads them. Whatever the schema does not know, or a value
+that does not fit its declared type, is kept as raw JSON text in ``_rescued_data`` (a JSON
+object: field name -> raw value; payload fields are prefixed ``payload.``), so schema drift is
+visible and replayable, never silently dropped.
 """
 
 from __future__ import annotations
+
+import functools
+import json
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs import countries
-from jobs.contract import (
-    BODY_TOO_LARGE,
-    INVALID_UTF8,
-    MALFORMED_JSON,
-    PAYLOAD_NOT_OBJECT,
-    UNKNOWN_EVENT_TYPE,
-    UNKNOWN_SCHEMA_VERSION,
-)
+from jobs import contract, countries
+from jobs.stages import java
 from jobs.stages.schemas import EventSchema, SchemaRegistry
 
 INGEST_TIME = "ingest_time"  # when the source received the event (its enqueued time)
@@ -36,77 +34,68 @@ DECODE_ERROR = "_decode_error"
 RESCUED = "_rescued_data"
 PAYLOAD = "payload"
 
-_RAW_MAP = T.MapType(T.StringType(), T.StringType())
-_RAW_MAP_DDL = "map<string,string>"
-_PARSED = "__parsed"
-_RAW = "__raw"
+# The decoder's columns that only the next steps read (residency, the per-vehicle stage and each
+# type's payload); :func:`decode_payload` drops them.
+PAYLOADS = "__payloads"  # struct: per event type, its typed payload (only the event's own is set)
+LAT, LON = "__lat", "__lon"  # the payload's first coordinates, as the residency test reads them
+MORE_POSITIONS = "__more_positions"  # every coordinate and origin, when a key is repeated
+RESIDENCY_INPUTS = (LAT, LON, MORE_POSITIONS)
+HIDDEN = (PAYLOADS, *RESIDENCY_INPUTS)
+_DECODED = "__decoded"
 
 
 def decode_envelope(
     df: DataFrame, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
 ) -> DataFrame:
-    """Add the envelope columns, ``payload`` (raw JSON text), ``_decode_error`` and ``_rescued_data``."""
+    """Add the envelope columns, ``payload`` (raw JSON text of an undecodable event's payload),
+    ``_decode_error``, ``_rescued_data`` and the decoder's hidden columns (:data:`HIDDEN`)."""
     return EnvelopeDecoder(registry, max_body_bytes=max_body_bytes, body_col=body_col)(df)
 
 
 class EnvelopeDecoder:
-    """:func:`decode_envelope` with its expressions built once (on the first frame) and reused.
-
-    Building them costs about a thousand calls into the JVM; a streaming job decodes every
-    micro-batch the same way, so it keeps one decoder."""
+    """:func:`decode_envelope`: each body parsed once, by a function of the project's jar
+    (``jobs/jvm/Decoder.java``), into everything the job reads of it: the envelope, the payload
+    of its type, the decode error, the rescued data and the residency test's inputs."""
 
     def __init__(
         self, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
     ) -> None:
         self.registry, self.max_body_bytes, self.body_col = registry, max_body_bytes, body_col
-        self._built: tuple[dict[str, Column], list[Column], dict[str, Column]] | None = None
 
     def __call__(self, df: DataFrame) -> DataFrame:
-        if self._built is None:
-            self._built = self._build(df)
-        parsed, fields, derived = self._built
-        return df.withColumns(parsed).select("*", *fields).withColumns(derived).drop(_RAW, _PARSED)
+        spark = df.sparkSession
+        config = self._config(spark.conf.get("spark.sql.session.timeZone") or "UTC")
 
-    def _build(self, df: DataFrame) -> tuple[dict[str, Column], list[Column], dict[str, Column]]:
-        registry = self.registry
-        body = F.col(self.body_col)
-        text = body.cast("string")
-        too_large = F.coalesce(F.length(body) > F.lit(self.max_body_bytes), F.lit(False))
-        parse = ~too_large & body.isNotNull()
-        envelope_type = registry.envelope_spark_type()
-        parsed = {
-            _RAW: F.when(parse, F.from_json(text, _RAW_MAP_DDL)),
-            _PARSED: F.when(parse, F.from_json(text, envelope_type)),
-        }
-        fields = [F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in envelope_type.fields]
-        event_type, version = F.col("event_type"), F.col("schema_version")
-        known_types = registry.event_types()
-        known_pairs = [f"{t}|{v}" for t, v in registry.known_pairs()]
-        payload_raw = F.col(_RAW).getItem(PAYLOAD)
-        error = (
-            F.when(too_large, F.lit(BODY_TOO_LARGE))
-            .when(~_is_valid_utf8(df, text), F.lit(INVALID_UTF8))
-            .when(F.col(_RAW).isNull(), F.lit(MALFORMED_JSON))
-            .when(event_type.isNull() | ~event_type.isin(known_types), F.lit(UNKNOWN_EVENT_TYPE))
-            .when(
-                version.isNull() | ~F.concat_ws("|", event_type, version).isin(known_pairs),
-                F.lit(UNKNOWN_SCHEMA_VERSION),
-            )
-            .when(
-                payload_raw.isNotNull() & F.from_json(payload_raw, _RAW_MAP_DDL).isNull(),
-                F.lit(PAYLOAD_NOT_OBJECT),
-            )
-        )
-        rescued = _rescued(F.col(_RAW), F.col(_PARSED), envelope_type, prefix="")
+        def build() -> tuple[object, str]:
+            decoder = java.new(spark, "Decoder", config)
+            return decoder, decoder.outputType()
+
+        name, returns = java.function(spark, ("Decoder", config), build)
+        decoded = F.col(_DECODED)
+        fields = [decoded.getField(f).alias(f) for f in returns.fieldNames()]  # type: ignore[attr-defined]
         return (
-            parsed,
-            fields,
-            {
-                DECODE_ERROR: error,
-                RESCUED: _to_json_or_null(rescued),
-                ORIGIN_CODE: normalized_country(F.col("origin_country")),
-            },
+            df.withColumn(_DECODED, F.call_function(name, F.col(self.body_col)))
+            .select("*", *fields)
+            .drop(_DECODED)
+            .withColumn(ORIGIN_CODE, normalized_country(F.col("origin_country")))
         )
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 (one decoder per query)
+    def _config(self, zone: str) -> str:
+        """The decoder's configuration: the types it reads, as JSON."""
+        registry = self.registry
+        envelope = [f for f in registry.envelope_spark_type().fields if f.name != PAYLOAD]
+        return json.dumps({
+            "reasons": {r.removeprefix("decode."): r for r in contract.DECODE_REASONS},
+            "max_body_bytes": self.max_body_bytes,
+            "zone": zone,
+            "envelope": T.StructType(envelope).jsonValue(),
+            "types": [{
+                "name": t,
+                "versions": [v for known, v in registry.known_pairs() if known == t],
+                "payload": registry.latest(t).spark_type.jsonValue(),
+            } for t in registry.event_types()],
+        }, sort_keys=True)  # fmt: skip
 
 
 def normalized_country(value: Column) -> Column:
@@ -118,83 +107,23 @@ def normalized_country(value: Column) -> Column:
 
 
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:
-    """Replace ``payload`` with the typed payload fields of ``schema`` and merge rescued fields."""
-    return PayloadDecoder(schema)(df)
-
-
-class PayloadDecoder:
-    """:func:`decode_payload` for one event type, its expressions built once per input schema.
-
-    Building the expressions costs thousands of calls into the JVM; a streaming job decodes
-    every micro-batch with the same columns, so it keeps one decoder per event type."""
-
-    def __init__(self, schema: EventSchema) -> None:
-        self.schema = schema
-        self._plans: dict[tuple[str, ...], tuple[dict[str, Column], list[Column]]] = {}
-
-    def __call__(self, df: DataFrame) -> DataFrame:
-        columns = tuple(df.columns)
-        if columns not in self._plans:
-            self._plans[columns] = self._plan(columns)
-        parsed, selected = self._plans[columns]
-        return df.withColumns(parsed).select(*selected)
-
-    def _plan(self, columns: tuple[str, ...]) -> tuple[dict[str, Column], list[Column]]:
-        payload_type = self.schema.spark_type
-        parsed = {
-            _RAW: F.from_json(F.col(PAYLOAD), _RAW_MAP_DDL),
-            _PARSED: F.from_json(F.col(PAYLOAD), payload_type),
-        }
-        payload_rescued = _rescued(F.col(_RAW), F.col(_PARSED), payload_type, prefix=f"{PAYLOAD}.")
-        merged = F.map_concat(
-            F.coalesce(F.from_json(F.col(RESCUED), _RAW_MAP_DDL), F.create_map().cast(_RAW_MAP)),
-            payload_rescued,
-        )
-        selected = [
-            *[F.col(c) for c in columns if c not in (PAYLOAD, RESCUED)],
-            *[F.col(f"{_PARSED}.{f.name}").alias(f.name) for f in payload_type.fields],
-            _to_json_or_null(merged).alias(RESCUED),
-        ]
-        return parsed, selected
-
-
-def _rescued(raw: Column, parsed: Column, struct: T.StructType, *, prefix: str) -> Column:
-    """Raw values of unknown keys, plus known keys whose value did not fit the declared type."""
-    known = F.array(*[F.lit(f.name) for f in struct.fields])
-    unknown = F.map_filter(raw, lambda k, _: ~F.array_contains(known, k))
-    mismatched = F.map_from_entries(
-        F.filter(
-            F.array(
-                *[
-                    F.struct(
-                        F.lit(f.name).alias("key"),
-                        F.when(
-                            raw.getItem(f.name).isNotNull() & parsed.getField(f.name).isNull(),
-                            raw.getItem(f.name),
-                        ).alias("value"),
-                    )
-                    for f in struct.fields
-                    if f.name != PAYLOAD
-                ]
-            ),
-            lambda e: e.getField("value").isNotNull(),
-        )
+    """Events of one type from :func:`decode_envelope`: ``payload`` replaced with the typed payload
+    fields of ``schema`` (the rescued data already has the payload's)."""
+    payload = F.col(PAYLOADS).getField(schema.event_type)
+    return df.select(
+        *[F.col(c) for c in df.columns if c != PAYLOAD and c != RESCUED and c not in HIDDEN],
+        *[payload.getField(f.name).alias(f.name) for f in schema.spark_type.fields],
+        F.col(RESCUED),
     )
-    both = F.map_concat(F.coalesce(unknown, F.create_map().cast(_RAW_MAP)), mismatched)
-    if prefix:
-        both = F.transform_keys(both, lambda k, _: F.concat(F.lit(prefix), k))
-    return both
 
 
-def _to_json_or_null(m: Column) -> Column:
-    return F.when(F.size(m) > 0, F.to_json(m))
-
-
-def _is_valid_utf8(df: DataFrame, text: Column) -> Column:
-    # is_valid_utf8 arrived in Spark 4.0; older runtimes (HDInsight 3.3) compare a round trip.
-    major = int(df.sparkSession.version.split(".")[0])
-    if major >= 4:
-        return F.coalesce(F.call_function("is_valid_utf8", text), F.lit(True))
-    return F.coalesce(
-        F.encode(F.decode(text, "UTF-8"), "UTF-8") == text.cast("binary"), F.lit(True)
-    )
+def payload_field(df: DataFrame, name: str) -> Column:
+    """Payload field ``name`` as a double, of whichever event type has it (null for the others)."""
+    types = df.schema[PAYLOADS].dataType
+    assert isinstance(types, T.StructType)
+    found = [
+        F.col(PAYLOADS).getField(t.name).getField(name).cast("double")
+        for t in types.fields
+        if name in t.dataType.fieldNames()  # type: ignore[attr-defined]
+    ]
+    return F.coalesce(*found) if len(found) > 1 else (found or [F.lit(None)])[0].cast("double")

@@ -5,6 +5,7 @@ function of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -47,3 +48,24 @@ def transform_with_state(
         encoders.row(found.org.apache.spark.sql.types.DataType.fromJson(output.json())),
     )
     return DataFrame(out, spark)
+
+
+# (application, function key) -> (name, the jar's instance, its return type as JSON)
+_FUNCTIONS: dict[tuple[str, Hashable], tuple[str, Any, str]] = {}
+
+
+def function(
+    spark: SparkSession, key: Hashable, build: Callable[[], tuple[Any, str]]
+) -> tuple[str, T.DataType]:
+    """The name and return type of a SQL function of the jar in the active session: ``build``
+    makes its instance and return type (JSON) once per Spark application and ``key``; it is
+    registered in each session that has not got it."""
+    slot = (spark.sparkContext.applicationId, key)
+    if slot not in _FUNCTIONS:
+        instance, returns = build()
+        _FUNCTIONS[slot] = (f"jobs_function_{len(_FUNCTIONS)}", instance, returns)
+    name, instance, returns = _FUNCTIONS[slot]
+    if not spark.catalog.functionExists(name):
+        data_type = jvm(spark).org.apache.spark.sql.types.DataType.fromJson(returns)
+        spark._jsparkSession.udf().register(name, instance, data_type)
+    return name, T._parse_datatype_json_string(returns)

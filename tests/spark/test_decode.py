@@ -135,3 +135,63 @@ def test_nan_sentinel_decodes_as_nan(envelopes, registry, manifest) -> None:
         envelopes, registry, "vehicle.chassis_snapshot", manifest, "sentinel_speed_nan"
     )
     assert rows and all(r["speed_mps"] != r["speed_mps"] for r in rows)
+
+
+_ODD_VALUES = {  # field -> values of every JSON kind, some fitting the field's type, most not
+    "event_time": ["2026-05-01T12:00:00Z", "2026-05-01T12:00:00.123+02:00", "2026-05-01 12:00:00",
+                   "2026-05-01", "1714564800", 1714564800, 17.5, "garbage", "", True],
+    "seq_num": [7, 7.0, "7", 9223372036854775808, -1, None, [1]],
+    "is_simulation": [True, "true", 1, None],
+    "odometer_m_at_detection": [1, 1.5, "1.5", "NaN", "Infinity", "-INF", "", True, 1e308, "x"],
+    "spn": [12, 12.5, "12"],
+    "mil_on": [False, "false", 0],
+    "freeze_frame": [{"x": 1.5}, {"x": "a"}, {"x": None}, {}, [], "str", 3],
+    "protocol": [5, {"a": 1, "b": [1, "é\u0001"]}, [1, "b"], True, 1.25, 1e21, "é\u0001\"\\"],
+}  # fmt: skip
+
+
+def test_values_are_typed_as_spark_from_json_types_them(spark, registry) -> None:
+    """The decoder's one pass against Spark's own from_json, field by field, on values of every
+    JSON kind: the same typed value, and the rescued text exactly when from_json gives null."""
+    envelope_fields = {f.name for f in registry.envelope_spark_type().fields}
+    docs = []
+    for field, values in _ODD_VALUES.items():
+        for value in values:
+            doc = {"event_type": "diagnostic.dtc", "schema_version": "1.0.0", "payload": {}}
+            (doc if field in envelope_fields else doc["payload"])[field] = value
+            docs.append(doc)
+    df = spark.createDataFrame([(json.dumps(d).encode(),) for d in docs], "body binary")
+    schema = registry.latest("diagnostic.dtc")
+    decoded = decode_payload(decode_envelope(df, registry, max_body_bytes=10_000), schema)
+    text = F.col("body").cast("string")
+    expected = df.select(
+        F.from_json(text, registry.envelope_spark_type()).alias("e"),
+        F.from_json(F.get_json_object(text, "$.payload"), schema.spark_type).alias("p"),
+    ).collect()
+    got = decoded.collect()
+    checked = 0
+    for doc, row, want in zip(docs, got, expected, strict=True):
+        assert row[DECODE_ERROR] is None, doc
+        rescued = json.loads(row[RESCUED] or "{}")
+        for field in _ODD_VALUES:
+            inner = field not in envelope_fields
+            spark_value = (want.p if inner else want.e)[field]
+            value = row[field]
+            assert value == spark_value or (value != value and spark_value != spark_value), (
+                doc, field, value, spark_value)  # fmt: skip
+            raw = (doc["payload"] if inner else doc).get(field)
+            key = f"payload.{field}" if inner else field
+            assert (key in rescued) == (raw is not None and spark_value is None), (doc, rescued)
+            checked += 1
+    assert checked == len(docs) * len(_ODD_VALUES)
+
+
+def test_a_repeated_key_is_a_decode_error(spark, registry) -> None:
+    bodies = [b'{"event_type": "diagnostic.dtc", "schema_version": "1.0.0", "vin": "A", "vin": "B"}',
+              b'{"event_type": "diagnostic.dtc", "schema_version": "1.0.0", "payload": {"spn": 1, "spn": 2}}',
+              b'{"event_type": "diagnostic.dtc", "schema_version": "1.0.0", "payload": {"freeze_frame": {"a": 1, "a": 2}}}']  # fmt: skip
+    df = spark.createDataFrame([(b,) for b in bodies], "body binary")
+    rows = decode_envelope(df, registry, max_body_bytes=10_000).collect()
+    assert [r[DECODE_ERROR] for r in rows] == [decode.DUPLICATE_KEY] * 3
+    assert rows[0]["vin"] == "B"  # what could be read, as from_json reads it: the last
+    assert json.loads(rows[1]["payload"]) == {"spn": 2}

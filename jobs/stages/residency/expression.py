@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from jobs.contract import RESIDENCY_COORDINATES, RESIDENCY_ORIGIN
 from jobs.stages import java
-from jobs.stages.decode import ORIGIN_CODE, PAYLOAD
+from jobs.stages.decode import LAT, LON, MORE_POSITIONS, ORIGIN_CODE, normalized_country
 from jobs.stages.residency import Boundary
 
 RESIDENCY = "_residency"  # the column: the reason an event is dropped, null when it is kept
@@ -19,12 +19,23 @@ RESIDENCY = "_residency"  # the column: the reason an event is dropped, null whe
 
 def residency_reason(blocked: Iterable[str], boundary: Boundary) -> Column:
     """``residency.origin_country`` / ``residency.coordinates`` for decoded events that must be
-    dropped; ``blocked``: normalized country codes (:func:`jobs.countries.normalize`)."""
-    lat = F.get_json_object(F.col(PAYLOAD), "$.lat").cast("double")
-    lon = F.get_json_object(F.col(PAYLOAD), "$.lon").cast("double")
-    return F.when(F.col(ORIGIN_CODE).isin(list(blocked)), F.lit(RESIDENCY_ORIGIN)).when(
-        inside(boundary, lat, lon), F.lit(RESIDENCY_COORDINATES)
+    dropped (``jobs.stages.decode``: also a body too large or malformed, by what could be read of
+    it); ``blocked``: normalized country codes (:func:`jobs.countries.normalize`).
+
+    The payload's first ``lat`` and ``lon`` decide, as numbers or as text that reads as one; when
+    a body repeats a key (a decode error), any occurrence of a blocked origin or of a position
+    inside the outline drops it."""
+    codes = list(blocked)
+    more = F.col(MORE_POSITIONS)
+    origin = F.col(ORIGIN_CODE).isin(codes) | F.exists(
+        more.getField("origins"), lambda o: normalized_country(o).isin(codes)
     )
+    test = _registered(boundary)
+    position = F.call_function(test, F.col(LAT), F.col(LON)) | F.exists(
+        more.getField("lats"),
+        lambda a: F.exists(more.getField("lons"), lambda b: F.call_function(test, a, b)),
+    )
+    return F.when(origin, F.lit(RESIDENCY_ORIGIN)).when(position, F.lit(RESIDENCY_COORDINATES))
 
 
 def inside(boundary: Boundary, lat: Column, lon: Column) -> Column:
@@ -38,23 +49,14 @@ def inside(boundary: Boundary, lat: Column, lon: Column) -> Column:
     return F.call_function(_registered(boundary), lat, lon)
 
 
-_NAMES: dict[tuple[str, Boundary], tuple[str, Any]] = {}  # (application, outline) -> function
-
-
 def _registered(boundary: Boundary) -> str:
     """The name of the outline's function in the active session, registered on first use."""
     spark: Any = SparkSession.active()
-    key = (spark.sparkContext.applicationId, boundary)
-    if key not in _NAMES:
+
+    def build() -> tuple[Any, str]:
         text = ";".join(",".join(f"{v!r}" for point in ring for v in point)
                         for ring in boundary.rings)  # fmt: skip
         broadcast = spark._jsc.broadcast(java.new(spark, "Outline", text))
-        _NAMES[key] = (
-            f"jobs_inside_outline_{len(_NAMES)}",
-            java.new(spark, "InsideOutline", broadcast),
-        )
-    name, function = _NAMES[key]
-    if not spark.catalog.functionExists(name):
-        boolean = java.jvm(spark).org.apache.spark.sql.types.DataTypes.BooleanType
-        spark._jsparkSession.udf().register(name, function, boolean)
-    return name
+        return java.new(spark, "InsideOutline", broadcast), '"boolean"'
+
+    return java.function(spark, ("InsideOutline", boundary), build)[0]

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import VehicleConfig
-from jobs.stages.decode import DECODE_ERROR, PAYLOAD
+from jobs.stages.decode import DECODE_ERROR, payload_field
 from jobs.stages.dedup import DUPLICATE, keyed, keyed_stage
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.rows import FAILURE_TYPE
@@ -57,9 +57,9 @@ def add_vehicle_checks(
     Works on a streaming DataFrame (the ingest query) and, for tests, on a static one. Every
     input row comes out once, with the same columns and values plus the flag and failures."""
     fields = fields_read(cfg)
-    payload_type = ", ".join(f"`{f}` double" for f in fields)
+    read = F.struct(*[payload_field(prepared, f).alias(f) for f in fields])
     staged = with_trust(
-        keyed(prepared.withColumn(FIELDS, F.from_json(F.col(PAYLOAD), payload_type)), residency),
+        keyed(prepared.withColumn(FIELDS, read), residency),
         checks,
         fields,
         residency,
