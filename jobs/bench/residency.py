@@ -2,13 +2,12 @@
 replaced (the yardstick, ``china_ne110m.geojson`` here), on the same events, in the same run.
 
 Events: positions spread over the outline's bounding box (where the edges decide) and over the
-world, with origins, as JSON payloads in memory; each query computes the verdict of every event
-and counts the dropped ones, so that only the expression differs.
+world, with origins, as the decoder's columns in memory; each query computes the verdict of every
+event and counts the dropped ones, so that only the expression differs.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.bench import median_seconds
-from jobs.stages.decode import ORIGIN_CODE
+from jobs.stages.decode import LAT, LON, MORE_POSITIONS, ORIGIN_CODE
 from jobs.stages.residency import Boundary, load_boundary
 from jobs.stages.residency.expression import residency_reason
 
@@ -28,12 +27,14 @@ COARSE = Path(__file__).resolve().parent / "china_ne110m.geojson"
 def run(spark: SparkSession, *, events: int, repeats: int) -> dict[str, Any]:
     rng = random.Random(5)
     rows = [
-        (json.dumps({"lat": rng.uniform(15, 56), "lon": rng.uniform(70, 138)}), "DE")
+        (rng.uniform(15, 56), rng.uniform(70, 138), None, "DE")
         if i % 4 else
-        (json.dumps({"lat": rng.uniform(-60, 70), "lon": rng.uniform(-180, 180)}), "JP")
+        (rng.uniform(-60, 70), rng.uniform(-180, 180), None, "JP")
         for i in range(events)
     ]  # fmt: skip
-    frame = spark.createDataFrame(rows, f"payload string, {ORIGIN_CODE} string").cache()
+    more = "struct<lats: array<double>, lons: array<double>, origins: array<string>>"
+    schema = f"{LAT} double, {LON} double, {MORE_POSITIONS} {more}, {ORIGIN_CODE} string"
+    frame = spark.createDataFrame(rows, schema).cache()
     frame.count()
     packaged, coarse = load_boundary(), load_boundary(COARSE)
 
@@ -58,8 +59,8 @@ def run(spark: SparkSession, *, events: int, repeats: int) -> dict[str, Any]:
 
 
 def _verdicts(frame: DataFrame, boundary: Boundary | None) -> DataFrame:
-    if boundary is None:  # reading and parsing the positions only
-        return frame.select(F.get_json_object("payload", "$.lat").alias("reason"))
+    if boundary is None:  # reading the positions only
+        return frame.select(F.col(LAT).alias("reason"))
     return frame.select(residency_reason(["CN"], boundary).alias("reason"))
 
 

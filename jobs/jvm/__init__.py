@@ -5,6 +5,8 @@ fast enough, compiled from the Java sources beside this file into one jar.
   ingest query's stateful stage (``jobs.stages.dedup``, ``jobs.stages.vehicle``), a
   ``transformWithState`` keyed by VIN whose state lives in the state store on the executors:
   deduplication, then the per-vehicle rules.
+* ``Decoder`` (with ``JsonTree``): the decoder of event bodies (``jobs.stages.decode``), a SQL
+  function that parses each body once.
 * ``Outline`` and ``InsideOutline``: the residency test of coordinates
   (``jobs.stages.residency.expression``), a SQL function over a broadcast outline.
 

@@ -61,6 +61,7 @@ class EnvelopeDecoder:
         self, registry: SchemaRegistry, *, max_body_bytes: int, body_col: str = "body"
     ) -> None:
         self.registry, self.max_body_bytes, self.body_col = registry, max_body_bytes, body_col
+        self._columns: dict[str, tuple[Column, list[Column], Column]] = {}
 
     def __call__(self, df: DataFrame) -> DataFrame:
         spark = df.sparkSession
@@ -71,13 +72,19 @@ class EnvelopeDecoder:
             return decoder, decoder.outputType()
 
         name, returns = java.function(spark, ("Decoder", config), build)
-        decoded = F.col(_DECODED)
-        fields = [decoded.getField(f).alias(f) for f in returns.fieldNames()]  # type: ignore[attr-defined]
+        if name not in self._columns:  # built once: each column is a few calls into the JVM
+            decoded = F.col(_DECODED)
+            self._columns[name] = (
+                F.call_function(name, F.col(self.body_col)),
+                [decoded.getField(f).alias(f) for f in returns.fieldNames()],  # type: ignore[attr-defined]
+                normalized_country(F.col("origin_country")),
+            )
+        function, fields, origin = self._columns[name]
         return (
-            df.withColumn(_DECODED, F.call_function(name, F.col(self.body_col)))
+            df.withColumn(_DECODED, function)
             .select("*", *fields)
             .drop(_DECODED)
-            .withColumn(ORIGIN_CODE, normalized_country(F.col("origin_country")))
+            .withColumn(ORIGIN_CODE, origin)
         )
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 (one decoder per query)
@@ -109,12 +116,27 @@ def normalized_country(value: Column) -> Column:
 def decode_payload(df: DataFrame, schema: EventSchema) -> DataFrame:
     """Events of one type from :func:`decode_envelope`: ``payload`` replaced with the typed payload
     fields of ``schema`` (the rescued data already has the payload's)."""
-    payload = F.col(PAYLOADS).getField(schema.event_type)
-    return df.select(
-        *[F.col(c) for c in df.columns if c != PAYLOAD and c != RESCUED and c not in HIDDEN],
-        *[payload.getField(f.name).alias(f.name) for f in schema.spark_type.fields],
-        F.col(RESCUED),
-    )
+    return PayloadDecoder(schema)(df)
+
+
+class PayloadDecoder:
+    """:func:`decode_payload` for one event type, its columns built once per input schema (a
+    streaming job decodes every micro-batch with the same columns)."""
+
+    def __init__(self, schema: EventSchema) -> None:
+        self.schema = schema
+        self._plans: dict[tuple[str, ...], list[Column]] = {}
+
+    def __call__(self, df: DataFrame) -> DataFrame:
+        columns = tuple(df.columns)
+        if columns not in self._plans:
+            payload = F.col(PAYLOADS).getField(self.schema.event_type)
+            self._plans[columns] = [
+                *[F.col(c) for c in columns if c not in (PAYLOAD, RESCUED, *HIDDEN)],
+                *[payload.getField(f.name).alias(f.name) for f in self.schema.spark_type.fields],
+                F.col(RESCUED),
+            ]
+        return df.select(*self._plans[columns])
 
 
 def payload_field(df: DataFrame, name: str) -> Column:

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from jobs.config import VehicleConfig
 from jobs.contract import VEHICLE_RULES, VEHICLE_SUITE
 from jobs.errors import QualityGateError
-from jobs.stages.decode import DECODE_ERROR, decode_payload
+from jobs.stages.decode import DECODE_ERROR, PayloadDecoder
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.gx import validate_batch
 from jobs.stages.quality.rows import ACTION, FAILURES
@@ -56,13 +56,14 @@ class BatchChecks:
         self, registry: SchemaRegistry, checks: dict[str, EventTypeChecks], vehicle: VehicleConfig
     ) -> None:
         self.registry, self.checks, self.vehicle = registry, checks, vehicle
+        self._decoders = {t: PayloadDecoder(registry.latest(t)) for t in checks}
 
     def checked(self, fresh: DataFrame, event_type: str) -> DataFrame:
         """Events of one type, decoded, with their row-level failures and, after them, the
         per-vehicle stage's (so a row-level reason comes first in quarantine)."""
         of_type = fresh.where(self._of_type[event_type])
         then = VEHICLE_FAILURES if VEHICLE_FAILURES in fresh.columns else None
-        return self.checks[event_type].apply(decode_payload(of_type, self.registry.latest(event_type)), then=then)
+        return self.checks[event_type].apply(self._decoders[event_type](of_type), then=then)
 
     @functools.cached_property
     def _of_type(self) -> dict[str, Column]:
