@@ -88,7 +88,10 @@ def replay(
         result.candidates = sum(of_type.values())
         releases: list[DataFrame] = []
         for event_type in [t for t in checks if t in of_type]:  # (held until the end)
-            checked = validation.checked(decoded, event_type)
+            # held before the join: Spark would otherwise infer filters from the checks'
+            # expressions, a search that grows with their number past any driver's memory
+            checked = hold(validation.checked(decoded, event_type))
+            held.append(checked)
             passing = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
             table = silver_table(registry.latest(event_type).table)
             if tables.table_exists(spark, cfg, table):  # never a second copy of a curated event
