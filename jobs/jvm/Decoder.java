@@ -120,7 +120,7 @@ public final class Decoder implements UDF1<byte[], Row> {
       return RowFactory.create(out);
     }
     String text = new String(body, StandardCharsets.UTF_8);
-    JsonTree tree = new JsonTree(text);
+    JsonTree tree = new JsonTree(text, body.length <= maxBodyBytes);
     String error = null;
     if (body.length > maxBodyBytes) {
       error = tooLarge;

@@ -39,17 +39,22 @@ final class JsonTree {
   final List<Object> lons = new ArrayList<>();
   boolean duplicateKey;
   boolean malformed;  // not JSON, or its root is not an object
-  Map<String, Object> root;  // null when malformed
+  Map<String, Object> root;  // null when malformed, or when only scanned
+  private final boolean build;
 
-  /** Reads {@code text}; never throws for bad input (see {@link #malformed}). */
-  JsonTree(String text) {
+  /**
+   * Reads {@code text}; never throws for bad input (see {@link #malformed}). With {@code build}
+   * false (a body too large to decode) it only notes what the residency test needs.
+   */
+  JsonTree(String text, boolean build) {
+    this.build = build;
     try (JsonParser p = FACTORY.createParser(text)) {
       if (p.nextToken() != JsonToken.START_OBJECT) {
         malformed = true;
         return;
       }
       root = object(p, 0);
-    } catch (IOException | RuntimeException e) {
+    } catch (IOException | RuntimeException | StackOverflowError e) {
       malformed = true;
       root = null;
     }
@@ -62,6 +67,12 @@ final class JsonTree {
       String key = p.currentName();
       JsonToken token = p.nextToken();
       int inner = level == 0 && key.equals("payload") ? 1 : 2;
+      boolean noted = level == 0 ? key.equals("origin_country")
+          : level == 1 && (key.equals("lat") || key.equals("lon"));
+      if (!build && !noted && inner == 2) {
+        p.skipChildren();
+        continue;
+      }
       Object value = value(p, token, inner);
       if (level == 0 && key.equals("origin_country")) {
         origins.add(value);
@@ -70,11 +81,11 @@ final class JsonTree {
       } else if (level == 1 && key.equals("lon")) {
         lons.add(value);
       }
-      if (map.put(key, value) != null) {
+      if (build && map.put(key, value) != null) {
         duplicateKey = true;
       }
     }
-    return map;
+    return build ? map : null;
   }
 
   private Object value(JsonParser p, JsonToken token, int level) throws IOException {
