@@ -31,11 +31,14 @@ class BuildWithJar(build_py):
 
 
 setup(
-    packages=[*find_packages(include=["jobs", "jobs.*"]), *SHIPPED],
+    # the outline's sources are data, a folder without Python: named, so setuptools ships it
+    packages=[*find_packages(include=["jobs", "jobs.*"]), "jobs.stages.residency.sources",
+              *SHIPPED],  # fmt: skip
     package_dir=SHIPPED,
     package_data={
         **{package: ["**/*.json", "*.toml"] for package in SHIPPED},
-        "jobs.stages.residency": ["*.geojson", "sources/*.geojson", "README.md"],
+        "jobs.stages.residency": ["*.geojson", "README.md"],
+        "jobs.stages.residency.sources": ["*.geojson"],
         "jobs.bench": ["*.geojson"],
         "jobs.jvm": ["*.java"],  # the sdist's wheel compiles them
     },
