@@ -37,7 +37,9 @@ def _decoded(spark, registry, rows: list[tuple[str, str | None]]):
 
 def _verdicts(spark, registry, china, rows: list[tuple[str, str | None]]) -> list[str | None]:
     decoded = _decoded(spark, registry, rows)
-    return [r.reason for r in decoded.select(residency_reason(["CN"], china).alias("reason")).collect()]
+    return [
+        r.reason for r in decoded.select(residency_reason(["CN"], china).alias("reason")).collect()
+    ]
 
 
 def test_the_spark_verdict_matches_the_outline_point_by_point(spark, registry, china) -> None:
@@ -50,7 +52,10 @@ def test_the_spark_verdict_matches_the_outline_point_by_point(spark, registry, c
     points += [(lat + rng.gauss(0, 0.05), lon + rng.gauss(0, 0.05))
                for _, lat, lon, _ in PLACES for _ in range(20)]  # fmt: skip
     got = _verdicts(
-        spark, registry, china, [(json.dumps({"lat": lat, "lon": lon}), "JP") for lat, lon in points]
+        spark,
+        registry,
+        china,
+        [(json.dumps({"lat": lat, "lon": lon}), "JP") for lat, lon in points],
     )
     expected = [RESIDENCY_COORDINATES if china.contains(lat, lon) else None for lat, lon in points]
     assert got == expected
