@@ -134,9 +134,7 @@ def _jobs_per_batch(spark: SparkSession, cfg: Config, work: Path, total: int) ->
             "per_batch": steady}  # fmt: skip
 
 
-def _dedup(
-    spark: SparkSession, work: Path, *, recorded: int, batches: int = 5
-) -> dict[str, Any]:
+def _dedup(spark: SparkSession, work: Path, *, recorded: int, batches: int = 5) -> dict[str, Any]:
     """Seconds of the dedup stage's batches of 2,000 events (a quarter of them re-sent) after an
     empty state and after ``recorded`` ids, each in a query of its own: the median of
     ``batches`` such batches (one batch of under a second is at the mercy of the machine)."""
