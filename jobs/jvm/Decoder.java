@@ -58,7 +58,8 @@ public final class Decoder implements UDF1<byte[], Row> {
   private final StructType envelope;  // without "payload"
   private final String[] types;  // the event types, in the order of the payloads struct
   private final StructType[] payloads;
-  private final Map<String, Set<String>> versions = new HashMap<>();
+  private final Map<String, Integer> index = new HashMap<>();  // event type -> position
+  private final List<Set<String>> versions = new ArrayList<>();  // known versions, by position
   private final StructType output;
   private transient ZoneId zoneId;
 
@@ -91,7 +92,8 @@ public final class Decoder implements UDF1<byte[], Row> {
       payloads[i] = (StructType) DataType.fromJson(t.get("payload").toString());
       Set<String> known = new HashSet<>();
       t.get("versions").forEach(v -> known.add(v.asText()));
-      versions.put(types[i], known);
+      versions.add(known);
+      index.put(types[i], i);
       all = all.add(types[i], payloads[i]);
     }
     StructType more = new StructType()
@@ -119,12 +121,16 @@ public final class Decoder implements UDF1<byte[], Row> {
       out[base + 1] = malformed;
       return RowFactory.create(out);
     }
-    String text = new String(body, StandardCharsets.UTF_8);
+    String text = strictUtf8(body);
+    boolean utf8 = text != null;
+    if (!utf8) {
+      text = new String(body, StandardCharsets.UTF_8);  // invalid bytes replaced, as Spark reads them
+    }
     JsonTree tree = new JsonTree(text, body.length <= maxBodyBytes);
     String error = null;
     if (body.length > maxBodyBytes) {
       error = tooLarge;
-    } else if (!validUtf8(body)) {
+    } else if (!utf8) {
       error = invalidUtf8;
     } else if (tree.malformed) {
       error = malformed;
@@ -140,23 +146,20 @@ public final class Decoder implements UDF1<byte[], Row> {
       payload = root.get("payload");
       String type = JsonTree.text(root.get("event_type"));
       String version = JsonTree.text(root.get("schema_version"));
-      if (error != null) {
-        // decided above
-      } else if (type == null || !versions.containsKey(type)) {
-        error = unknownType;
-      } else if (version == null || !versions.get(type).contains(version)) {
-        error = unknownVersion;
-      } else if (payload != null && payload != JsonTree.NULL && !(payload instanceof Map)) {
-        error = payloadNotObject;
+      Integer at = type == null ? null : index.get(type);
+      if (error == null) {
+        boolean object = payload == null || payload == JsonTree.NULL || payload instanceof Map;
+        error = at == null ? unknownType
+            : version == null || !versions.get(at).contains(version) ? unknownVersion
+            : !object ? payloadNotObject
+            : null;
       }
       if (error == null) {
         Object[] typed = new Object[types.length];
-        for (int i = 0; i < types.length; i++) {
-          if (types[i].equals(type) && payload instanceof Map<?, ?> map) {
-            @SuppressWarnings("unchecked")
-            Map<String, Object> fieldsOf = (Map<String, Object>) map;
-            typed[i] = RowFactory.create(struct(fieldsOf, payloads[i], rescued, "payload.", null));
-          }
+        if (payload instanceof Map<?, ?> map) {
+          @SuppressWarnings("unchecked")
+          Map<String, Object> fieldsOf = (Map<String, Object>) map;
+          typed[at] = RowFactory.create(struct(fieldsOf, payloads[at], rescued, "payload.", null));
         }
         out[base + 3] = RowFactory.create(typed);
       } else {
@@ -316,13 +319,13 @@ public final class Decoder implements UDF1<byte[], Row> {
     return Instant.ofEpochSecond(Math.floorDiv(us, 1_000_000L), Math.floorMod(us, 1_000_000L) * 1000);
   }
 
-  private static boolean validUtf8(byte[] body) {
+  /** The body as text, or null when it is not valid UTF-8. */
+  private static String strictUtf8(byte[] body) {
     try {
-      StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
-          .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(body));
-      return true;
+      return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+          .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(body)).toString();
     } catch (CharacterCodingException e) {
-      return false;
+      return null;
     }
   }
 

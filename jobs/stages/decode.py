@@ -148,4 +148,4 @@ def payload_field(df: DataFrame, name: str) -> Column:
         for t in types.fields
         if name in t.dataType.fieldNames()  # type: ignore[attr-defined]
     ]
-    return F.coalesce(*found) if len(found) > 1 else (found or [F.lit(None)])[0].cast("double")
+    return F.coalesce(*found) if found else F.lit(None).cast("double")
