@@ -22,27 +22,36 @@ from jobs.delta.tables import (
 
 
 def replace_partitions(
-    spark: SparkSession, cfg: Config, name: str, df: DataFrame, *, column: str, values: list[str]
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    rows: DataFrame | pa.Table,
+    *,
+    column: str,
+    values: list[str],
 ) -> int:
-    """Replace the partitions ``column IN values`` of a table with ``df`` (partitioned by
-    ``column``) in one commit: recomputing the same partitions writes the same rows. Returns the
-    rows written. With ``deltars`` the rows are collected to the driver."""
+    """Replace the partitions ``column IN values`` of a table with ``rows`` (a frame, or Arrow
+    held on the driver; partitioned by ``column``) in one commit: recomputing the same
+    partitions writes the same rows. Returns the rows written. With ``deltars`` a frame's rows
+    are collected to the driver."""
     predicate = f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
     if resolve_format(spark, cfg) == "delta":
+        df = rows if isinstance(rows, DataFrame) else spark.createDataFrame(rows)
         df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy(
             column
         ).options(**format_options("delta", cfg, {})).save(table_path(cfg, name))
-        return df.count()
+        return df.count() if isinstance(rows, DataFrame) else rows.num_rows
     from deltalake import write_deltalake
 
-    rows, path, options = df.toArrow(), table_path(cfg, name), storage_options(cfg) or None
+    arrow = rows.toArrow() if isinstance(rows, DataFrame) else rows
+    path, options = table_path(cfg, name), storage_options(cfg) or None
     if table_exists(spark, cfg, name):
-        write_deltalake(path, rows, mode="overwrite", predicate=predicate, partition_by=[column],
+        write_deltalake(path, arrow, mode="overwrite", predicate=predicate, partition_by=[column],
                         storage_options=options)  # fmt: skip
     else:
-        write_deltalake(path, rows, mode="append", partition_by=[column], storage_options=options,
-                        configuration=table_configuration(rows.column_names))  # fmt: skip
-    return rows.num_rows
+        write_deltalake(path, arrow, mode="append", partition_by=[column], storage_options=options,
+                        configuration=table_configuration(arrow.column_names))  # fmt: skip
+    return arrow.num_rows
 
 
 def latest_version(spark: SparkSession, cfg: Config, name: str) -> int:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import reduce
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -32,6 +34,9 @@ _YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 ODOMETER_BAND_KM = 50_000
 GOLD = ("dtc_rates", "disengagement_rates", "battery_health", "infotainment_usage")
 SUPPRESSED = alliance_table("gold/suppressed")
+SUPPRESSED_SCHEMA = pa.schema([pa.field("table", pa.string(), nullable=False),
+                               pa.field("period", pa.string()),
+                               pa.field("cells", pa.int64(), nullable=False)])  # fmt: skip
 
 
 @dataclass
@@ -56,38 +61,37 @@ def recompute(spark: SparkSession, cfg: Config, months: list[str]) -> GoldStats:
     # infotainment is weekly: the weeks that start in these months, all their days
     weeks = sorted({d - timedelta(days=d.weekday()) for d in days})
     week_days = sorted({w + timedelta(days=i) for w in weeks for i in range(7)})
-    silver = _Silver(spark, cfg, sorted(set(days) | set(week_days)))
+    silver = _Silver(spark, cfg, days, week_days)
     chassis = silver.vehicle_days()
-    cells = {
+    frames = {
         "dtc_rates": _dtc_rates(silver, chassis),
         "disengagement_rates": _disengagement_rates(silver, chassis),
         "battery_health": _battery_health(silver, chassis),
         "infotainment_usage": _infotainment(spark, cfg, silver, weeks),
     }
     week_keys = [w.isoformat() for w in weeks]
-    suppressed_rows = []
-    for name, df in cells.items():
-        df = df.cache()
-        kept = df.where(_enough(cfg))
+    left_out: list[dict[str, object]] = []
+    # the cells are aggregates (per month and key, not per event): collected in one job
+    collected = tables.collect_together(list(frames.values()))
+    for name, cells in zip(frames, collected, strict=True):
+        enough = _enough(cfg, cells)
         key, keys = ("week", week_keys) if name == "infotainment_usage" else ("month", months)
         stats.published[name] = _rewrite(
-            spark, cfg, alliance_table(f"gold/{name}"), kept, key, keys
+            spark, cfg, alliance_table(f"gold/{name}"), cells.filter(enough), key, keys
         )
-        stats.suppressed[name] = df.count() - stats.published[name]
-        suppressed_rows.append(
-            df.where(~_enough(cfg)).groupBy(key).count().select(
-                F.lit(name).alias("table"), F.col(key).cast("string").alias("period"),
-                F.col("count").alias("cells"),
-            )
-        )  # fmt: skip
-        df.unpersist()
-    suppressed = reduce(DataFrame.unionByName, suppressed_rows)
-    _rewrite(spark, cfg, SUPPRESSED, suppressed, "period", [*months, *week_keys])
+        suppressed = cells.filter(pc.invert(enough))
+        stats.suppressed[name] = suppressed.num_rows
+        for period in suppressed.group_by(key).aggregate([([], "count_all")]).to_pylist():
+            left_out.append({"table": name, "period": str(period[key]),
+                             "cells": period["count_all"]})  # fmt: skip
+    _rewrite(spark, cfg, SUPPRESSED, pa.Table.from_pylist(left_out, SUPPRESSED_SCHEMA), "period",
+             [*months, *week_keys])  # fmt: skip
     daily = _vehicle_daily(spark, cfg, silver, chassis)
     for partner in cfg.partner_ids:
         own = daily.where(F.col("partner_id") == partner).drop("partner_id")
         _rewrite(spark, cfg, partner_table(partner, "gold/vehicle_daily"), own, "month", months)
     daily.unpersist()
+    chassis.unpersist()
     stats.seconds = time.monotonic() - started
     logger.info(
         "gold for %s: %s published, %s suppressed", months, stats.published, stats.suppressed
@@ -100,32 +104,48 @@ def _days(month: str) -> list[date]:
     return [date(year, number, d) for d in range(1, calendar.monthrange(year, number)[1] + 1)]
 
 
-def _enough(cfg: Config) -> Column:
+def _enough(cfg: Config, cells: pa.Table) -> pa.Array:
+    """Which cells have enough vehicles and partners to be published."""
     sharing = cfg.sharing
-    return (F.col("vehicles") >= sharing.min_vehicles_per_cell) & (
-        F.col("partners") >= sharing.min_partners_per_cell
+    return pc.and_(
+        pc.greater_equal(cells.column("vehicles"), sharing.min_vehicles_per_cell),
+        pc.greater_equal(cells.column("partners"), sharing.min_partners_per_cell),
     )
 
 
 def _rewrite(
-    spark: SparkSession, cfg: Config, name: str, df: DataFrame, key: str, months: list[str]
+    spark: SparkSession,
+    cfg: Config,
+    name: str,
+    rows: DataFrame | pa.Table,
+    key: str,
+    months: list[str],
 ) -> int:
-    """Replace the table's partitions ``key IN months`` with ``df``; returns its rows."""
-    return changes.replace_partitions(spark, cfg, name, df, column=key, values=months)
+    """Replace the table's partitions ``key IN months`` with ``rows``; returns their count."""
+    return changes.replace_partitions(spark, cfg, name, rows, column=key, values=months)
 
 
 class _Silver:
-    """The silver rows of the days a recompute needs (partition pruning on ``event_date``)."""
+    """The silver rows of the days a recompute needs (partition pruning on ``event_date``): the
+    months' days, or for the weekly table the days of the weeks that start in them (a week can
+    end in the next month, whose monthly rows this recompute must not write)."""
 
-    def __init__(self, spark: SparkSession, cfg: Config, days: list[date]) -> None:
-        self.spark, self.cfg, self.days = spark, cfg, [d.isoformat() for d in days]
+    def __init__(
+        self, spark: SparkSession, cfg: Config, days: list[date], week_days: list[date]
+    ) -> None:
+        self.spark, self.cfg = spark, cfg
+        self.days, self.week_days = (
+            [d.isoformat() for d in days],
+            [d.isoformat() for d in week_days],
+        )
 
-    def read(self, table: str) -> DataFrame | None:
+    def read(self, table: str, *, weekly: bool = False) -> DataFrame | None:
         name = silver_table(table)
         if not tables.table_exists(self.spark, self.cfg, name):
             return None
         df = tables.read_table(self.spark, self.cfg, name)
-        return df.where(F.col("event_date").cast("string").isin(self.days)).withColumns({
+        days = self.week_days if weekly else self.days
+        return df.where(F.col("event_date").cast("string").isin(days)).withColumns({
             "month": F.date_format("event_date", "yyyy-MM"),
             "manufacturer": F.substring("vin", 1, 3),
             "model_year": _model_year(F.col("vin"), F.col("event_date")),
@@ -246,7 +266,7 @@ def _battery_health(silver: _Silver, chassis: DataFrame) -> DataFrame:
 def _infotainment(
     spark: SparkSession, cfg: Config, silver: _Silver, weeks: list[date]
 ) -> DataFrame:
-    usage = silver.read("infotainment_usage")
+    usage = silver.read("infotainment_usage", weekly=True)
     if usage is None:
         return _empty(spark, "infotainment_usage")
     regions = spark.createDataFrame([(p.id, p.region) for p in cfg.partners],
