@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -38,6 +39,8 @@ class RunResult:
     query_id: str | None = None
     progress: dict[str, Any] | None = None  # the query's last progress report
     alerts: list[dict[str, Any]] = field(default_factory=list)  # the alerts raised
+    # waits for what the run left running: GX on the last batches, with ``wait_for_gx=False``
+    finish: Callable[[], None] = lambda: None
 
     @property
     def received(self) -> int:
@@ -69,10 +72,12 @@ def run_ingest(
     on_batch: Callable[[BatchStats], None] | None = None,
     stop: threading.Event | None = None,
     processing: type[Ingest] = Ingest,
+    wait_for_gx: bool = True,
 ) -> RunResult:
     """Run the ingest query until stopped (Ctrl-C, or ``stop`` set) or, with ``available_now``,
     until it has processed what the hub held when it started. ``processing``: what each batch
-    does (see :func:`build_ingest`)."""
+    does (see :func:`build_ingest`). ``wait_for_gx=False``: return while background GX still
+    validates the last batches; the caller waits with :meth:`RunResult.finish`."""
     if spark is None:
         with spark_session(cfg) as session:
             return run_ingest(cfg, available_now=available_now, gx=gx, out=out, spark=session,
@@ -145,14 +150,21 @@ def run_ingest(
         query.stop()
         stop_listening(spark, listener, [query])
         result.alerts = alerts.raised
-        if ingest.background is not None and ingest.background.pending:
-            out.write("ingest: Great Expectations is validating the last batches\n")
-        ingest.close()
+        if wait_for_gx or query.exception() is not None or sys.exc_info()[0] is not None:
+            _finish_gx(ingest, out)
+        else:
+            result.finish = functools.partial(_finish_gx, ingest, out)
     error = query.exception()
     if error is not None:
         raise query_error(error)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _finish_gx(ingest: Ingest, out: TextIO) -> None:
+    if ingest.background is not None and ingest.background.pending:
+        out.write("ingest: Great Expectations is validating the last batches\n")
+    ingest.close()
 
 
 def _ends_reader(cfg: Config) -> Callable[[], dict[str, int] | None]:
