@@ -82,8 +82,7 @@ def bronze_rows(kept: DataFrame) -> DataFrame:
 def silver_rows(checked: DataFrame) -> DataFrame:
     """One event type's checked events that pass (or only warn), typed, by event date."""
     kept = checked.where(F.col(ACTION).isNull() | (F.col(ACTION) == "warn"))
-    return kept.drop("body", DECODE_ERROR, ACTION, "offset", "partitionKey", "properties",
-                     "systemProperties", "publisher").withColumn(
+    return kept.drop("body", DECODE_ERROR, ACTION, "offset", "partitionKey", "properties").withColumn(
         "event_date", F.to_date("event_time")
     )  # fmt: skip
 

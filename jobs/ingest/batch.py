@@ -60,6 +60,9 @@ from jobs.stages.vehicle.stage import add_vehicle_checks
 
 logger = logging.getLogger(__name__)
 
+# Source columns no table keeps: dropped before the stateful stage, whose row conversion costs
+# in proportion to the width of a row (a map column most of all).
+UNKEPT_SOURCE_COLUMNS = ("systemProperties", "publisher")
 # Batches up to this many events are one partition after the source (each further Spark task
 # costs more than it saves at that size).
 SMALL_BATCH_EVENTS = 5000
@@ -99,9 +102,11 @@ class Ingest:
             self.background.close()
 
     def prepare(self, events: DataFrame) -> DataFrame:
-        """Source rows to decoded envelopes with their residency verdict (a plain transform)."""
+        """Source rows to decoded envelopes with their residency verdict (a plain transform),
+        without the source columns that no table keeps."""
         decoded = self._envelope(events.withColumn(INGEST_TIME, F.col("enqueuedTime")))
-        return decoded.withColumn(RESIDENCY, self._residency).drop(*RESIDENCY_INPUTS)
+        with_verdict = decoded.withColumn(RESIDENCY, self._residency)
+        return with_verdict.drop(*RESIDENCY_INPUTS, *UNKEPT_SOURCE_COLUMNS)
 
     @functools.cached_property
     def _residency(self) -> Column:
