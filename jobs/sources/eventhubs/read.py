@@ -206,9 +206,20 @@ def _text(value: Any) -> str:
 
 
 def _to_arrow(pa: Any, pid: str, events: Sequence[Any]) -> Any:
-    def props(d: Mapping[Any, Any] | None) -> list[tuple[str, str]]:
-        return [(_text(k), _text(v)) for k, v in (d or {}).items() if v is not None]
+    keys: dict[Any, str] = {}  # a batch's events share their property names
 
+    def props(d: Mapping[Any, Any] | None) -> list[tuple[str, str]]:
+        out = []
+        for k, v in (d or {}).items():
+            if v is not None:
+                name = keys.get(k)
+                if name is None:
+                    name = keys[k] = _text(k)
+                out.append((name, _text(v)))
+        return out
+
+    # the SDK builds the system properties anew on each access: read once per event
+    system = [e.system_properties or {} for e in events]
     string_map = pa.map_(pa.string(), pa.string())
     columns = [
         pa.array([_body(e) for e in events], pa.binary()),
@@ -216,10 +227,10 @@ def _to_arrow(pa: Any, pid: str, events: Sequence[Any]) -> Any:
         pa.array([str(e.offset) for e in events], pa.string()),
         pa.array([e.sequence_number for e in events], pa.int64()),
         pa.array([e.enqueued_time for e in events], pa.timestamp("us", tz="UTC")),
-        pa.array([_publisher(e) for e in events], pa.string()),
+        pa.array([_publisher(sp) for sp in system], pa.string()),
         pa.array([e.partition_key if e.partition_key is None else _text(e.partition_key) for e in events], pa.string()),
         pa.array([props(e.properties) for e in events], string_map),
-        pa.array([props(e.system_properties) for e in events], string_map),
+        pa.array([props(sp) for sp in system], string_map),
     ]  # fmt: skip
     return pa.RecordBatch.from_arrays(columns, names=SCHEMA.fieldNames())
 
@@ -229,6 +240,6 @@ def _body(event: Any) -> bytes:
     return bytes(body) if isinstance(body, bytes | bytearray) else b"".join(body)
 
 
-def _publisher(event: Any) -> str | None:
-    value = (event.system_properties or {}).get(b"x-opt-publisher")
+def _publisher(system_properties: Mapping[Any, Any]) -> str | None:
+    value = system_properties.get(b"x-opt-publisher")
     return None if value is None else _text(value)
