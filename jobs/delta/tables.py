@@ -135,6 +135,7 @@ def write_tables(
     on_wave: Callable[[int], None] | None = None,
     on_driver: bool = True,
     one_job: bool = False,
+    collected: list[pa.Table] | None = None,
 ) -> None:
     """Appends to several tables, each idempotent by ``txn``: the writes of a wave side by side,
     the waves in order, ``on_wave(i)`` once wave ``i`` is committed.
@@ -146,7 +147,7 @@ def write_tables(
     and written there (:func:`jobs.delta.write.write_arrow`), with no Python workers: for
     frames that fit in the driver's memory; with ``one_job``, collected by one Spark job for all
     of them (:func:`collect_together`: for small frames, where a job costs more than their
-    rows). Otherwise each table is written by its own distributed job (always so with native
+    rows); ``collected``: each write's rows already collected, in order. Otherwise each table is written by its own distributed job (always so with native
     Delta), and the rows are counted first when ``before_commit`` asks for them.
     """
     writes = [w for wave in waves for w in wave]
@@ -157,7 +158,9 @@ def write_tables(
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
         steps: list[Callable[[], None]]
         if collect:
-            if one_job:
+            if collected is not None:
+                arrows = collected
+            elif one_job:
                 arrows = collect_together([w.df for w in writes])
             else:
                 arrows = list(pool.map(lambda w: w.df.toArrow(), writes))

@@ -52,7 +52,7 @@ from jobs.session import hold, release
 from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, RESIDENCY_INPUTS, EnvelopeDecoder
 from jobs.stages.dedup import DUPLICATE, add_duplicate_flags
 from jobs.stages.quality.checks import EventTypeChecks
-from jobs.stages.quality.validate import BatchChecks, FailureCount
+from jobs.stages.quality.validate import BatchChecks, FailureCount, Tally
 from jobs.stages.residency import Boundary
 from jobs.stages.residency.expression import RESIDENCY, residency_reason
 from jobs.stages.schemas import SchemaRegistry
@@ -126,7 +126,8 @@ class Ingest:
         (unless the stream did), held (free it with :func:`jobs.session.release`), and the
         columns of every event that the counts need, on the driver."""
         staged = df if DUPLICATE in df.columns else self.with_stages(self.prepare(df))
-        prepared = hold(staged)
+        # computed by the job that collects the keys: one job runs the source and the stages
+        prepared = hold(staged, now=False)
         columns = ("enqueuedTime", "event_type", "partner_id", RESIDENCY, DECODE_ERROR, DUPLICATE)
         return prepared, prepared.select(*columns).toArrow()
 
@@ -192,9 +193,17 @@ class Ingest:
             with stats.step("validate"):
                 for t in self.checks:
                     if t in present:
-                        # computed together by the tally's job, then read by the writes
+                        # computed together by the first job that reads them, then read again
                         typed[t] = hold(self.validation.checked(fresh, t), now=False)
-                failures, quarantined_by_partner = self.validation.tally(typed)
+                waves = [
+                    [TableWrite(silver_rows(checked), silver_table(self.registry.latest(t).table),
+                                ("event_date",)) for t, checked in typed.items()],
+                    [TableWrite(bronze_rows(kept), BRONZE, ("ingest_date",)),
+                     TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",))],
+                ]  # fmt: skip
+                on_driver = stats.received <= DRIVER_WRITE_EVENTS
+                tally, collected = self._tally(typed, waves, together=small and on_driver)
+                failures, quarantined_by_partner = tally
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
                 stats.partners = partner_counts(keys, fresh_rows, undecodable,
@@ -209,16 +218,11 @@ class Ingest:
             silver_of = {silver_table(self.registry.latest(t).table): t for t in self.checks}
             with stats.step("write"):
                 # each table once, idempotent by txn; silver first, so that it is visible soonest
-                tables.write_tables(self.cfg, [
-                    [TableWrite(silver_rows(checked), silver_table(self.registry.latest(t).table),
-                                ("event_date",)) for t, checked in typed.items()],
-                    [TableWrite(bronze_rows(kept), BRONZE, ("ingest_date",)),
-                     TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",))],
-                ], txn=txn, merge_schema=True, on_wave=visible,
+                tables.write_tables(self.cfg, waves, txn=txn, merge_schema=True, on_wave=visible,
                    before_commit=lambda rows: stats.check(
                        bronze=rows[BRONZE], quarantine=rows[QUARANTINE],
                        silver={t: rows.get(name, 0) for name, t in silver_of.items()}),
-                   on_driver=stats.received <= DRIVER_WRITE_EVENTS, one_job=small)  # fmt: skip
+                   on_driver=on_driver, one_job=small, collected=collected)  # fmt: skip
             with stats.step("write dq_results"):
                 tables.append_rows(self.spark, self.cfg, DQ, self._dq_rows(failures, verdicts, stats),
                                    DQ_SCHEMA, txn=txn)  # fmt: skip
@@ -226,6 +230,22 @@ class Ingest:
             release(typed.values())
             raise
         return typed
+
+    def _tally(
+        self, typed: dict[str, DataFrame], waves: list[list[TableWrite]], *, together: bool
+    ) -> tuple[Tally, list[pa.Table] | None]:
+        """The batch's failures counted; with ``together`` (a small batch written from the
+        driver with ``deltars``), by the job that also collects every table's rows, which are
+        returned for :func:`tables.write_tables`: one job where there were two. Nothing is
+        committed before the counts are checked, so a ``fail`` rule still stops the batch first."""
+        rows = self.validation.tally_rows(typed)
+        if not together or tables.resolve_format(self.spark, self.cfg) != "deltars":
+            return Tally([], {}) if rows is None else self.validation.count(rows.toArrow()), None
+        frames = [w.df for wave in waves for w in wave]
+        if rows is None:
+            return Tally([], {}), tables.collect_together(frames)
+        counted, *collected = tables.collect_together([rows, *frames])
+        return self.validation.count(counted), collected
 
     def _predict(self, stats: BatchStats, failures: list[FailureCount], undecodable: int) -> None:
         """What validation says each table gets: silver and quarantined rows per event type."""

@@ -9,7 +9,7 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.devkit.demo import local_config
-from jobs.errors import SinkError
+from jobs.errors import QualityGateError, SinkError
 from jobs.ingest.batch import Ingest
 from jobs.stages.residency import load_boundary
 
@@ -69,3 +69,17 @@ def test_a_batch_that_adds_up_commits_every_table(spark, lake, registry, checks,
     assert (row["received"], row["bronze"], row["duplicates"]) == (
         stats.received, stats.bronze, stats.duplicates,
     )  # fmt: skip
+
+
+def test_a_failing_fail_rule_stops_the_batch_before_any_commit(
+    spark, lake, registry, checks, source_rows
+):
+    """A small batch's tally is collected by the job that collects every table's rows: the
+    gate still comes before the first commit."""
+    root = Path(lake.lake.root)
+    before = _versions(root)
+    strict = Ingest(spark, lake, registry, checks, load_boundary(), gx=False)
+    strict.validation.__dict__["on_failure"] = dict.fromkeys(strict.validation.on_failure, "fail")
+    with pytest.raises(QualityGateError, match="on_failure=fail failed"):
+        strict.process(source_rows.where("sequenceNumber >= 75"), 2, "accounting-test")
+    assert _versions(root) == before

@@ -7,6 +7,7 @@ import functools
 from collections import Counter
 from typing import NamedTuple
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -69,14 +70,15 @@ class BatchChecks:
     def _of_type(self) -> dict[str, Column]:
         return {t: F.col(DECODE_ERROR).isNull() & (F.col("event_type") == t) for t in self.checks}
 
-    def tally(self, typed: dict[str, DataFrame]) -> Tally:
-        """Per event type: rows by action, and rows per failed rule; quarantined rows per
-        partner. One Spark job for all types (each row's type, partner, action and failed
-        rules), counted on the driver."""
+    def tally_rows(self, typed: dict[str, DataFrame]) -> DataFrame | None:
+        """Each checked row's type, partner, action and failed rules, all types in one frame
+        (None without types): collected by one job (alone, or with more), then :meth:`count`."""
         parts = [df.select(*self._rule_rows[t]) for t, df in typed.items()]
-        if not parts:
-            return Tally([], {})
-        rows = functools.reduce(DataFrame.unionByName, parts).toArrow()
+        return functools.reduce(DataFrame.unionByName, parts) if parts else None
+
+    def count(self, rows: pa.Table) -> Tally:
+        """Per event type: rows by action, and rows per failed rule; quarantined rows per
+        partner; from the collected :meth:`tally_rows`."""
         types, actions = rows.column("event_type"), rows.column(ACTION)
         by_action = Counter(zip(types.to_pylist(), actions.to_pylist(), strict=True))
         failed_rules = rows.column("rules")
