@@ -202,7 +202,10 @@ class Ingest:
                      TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",))],
                 ]  # fmt: skip
                 on_driver = stats.received <= DRIVER_WRITE_EVENTS
-                tally, collected = self._tally(typed, waves, together=small and on_driver)
+                deltars = tables.resolve_format(self.spark, self.cfg) == "deltars"
+                tally, collected = tally_with_rows(
+                    self.validation, typed, waves, together=small and on_driver and deltars
+                )
                 failures, quarantined_by_partner = tally
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
@@ -230,22 +233,6 @@ class Ingest:
             release(typed.values())
             raise
         return typed
-
-    def _tally(
-        self, typed: dict[str, DataFrame], waves: list[list[TableWrite]], *, together: bool
-    ) -> tuple[Tally, list[pa.Table] | None]:
-        """The batch's failures counted; with ``together`` (a small batch written from the
-        driver with ``deltars``), by the job that also collects every table's rows, which are
-        returned for :func:`tables.write_tables`: one job where there were two. Nothing is
-        committed before the counts are checked, so a ``fail`` rule still stops the batch first."""
-        rows = self.validation.tally_rows(typed)
-        if not together or tables.resolve_format(self.spark, self.cfg) != "deltars":
-            return Tally([], {}) if rows is None else self.validation.count(rows.toArrow()), None
-        frames = [w.df for wave in waves for w in wave]
-        if rows is None:
-            return Tally([], {}), tables.collect_together(frames)
-        counted, *collected = tables.collect_together([rows, *frames])
-        return self.validation.count(counted), collected
 
     def _predict(self, stats: BatchStats, failures: list[FailureCount], undecodable: int) -> None:
         """What validation says each table gets: silver and quarantined rows per event type."""
@@ -284,3 +271,24 @@ class Ingest:
             for t in self.checks
             for suite, rule, on_failure in self.validation.rules(t)
         ]  # fmt: skip
+
+
+def tally_with_rows(
+    validation: BatchChecks,
+    typed: dict[str, DataFrame],
+    waves: list[list[TableWrite]],
+    *,
+    together: bool,
+) -> tuple[Tally, list[pa.Table] | None]:
+    """A batch's failures counted; with ``together`` (a small batch written from the driver with
+    ``deltars``), by the job that also collects every table's rows, returned for
+    :func:`tables.write_tables`: one job where there were two. Nothing is committed before the
+    counts are checked, so a ``fail`` rule still stops the batch first."""
+    rows = validation.tally_rows(typed)
+    if not together:
+        return Tally([], {}) if rows is None else validation.count(rows.toArrow()), None
+    frames = [w.df for wave in waves for w in wave]
+    if rows is None:
+        return Tally([], {}), tables.collect_together(frames)
+    counted, *collected = tables.collect_together([rows, *frames])
+    return validation.count(counted), collected
