@@ -27,6 +27,9 @@ BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, RELEASES = (
 )  # fmt: skip
 ERASURES = "_state/erasures"  # erasure requests: the VIN's pseudonym, rows and files removed
 SOURCE_COLUMNS = ("partition", "sequenceNumber", "offset", "enqueuedTime")
+# Source columns no table keeps: the ingest job drops them before its stateful stage, whose row
+# conversion costs in proportion to a row's width (a map column most of all).
+UNKEPT_SOURCE_COLUMNS = ("systemProperties", "publisher")
 
 
 def silver_table(table: str) -> str:

@@ -147,14 +147,15 @@ def write_tables(
     and written there (:func:`jobs.delta.write.write_arrow`), with no Python workers: for
     frames that fit in the driver's memory; with ``one_job``, collected by one Spark job for all
     of them (:func:`collect_together`: for small frames, where a job costs more than their
-    rows); ``collected``: each write's rows already collected, in order. Otherwise each table is written by its own distributed job (always so with native
-    Delta), and the rows are counted first when ``before_commit`` asks for them.
+    rows); ``collected``: each write's rows already collected, in order, when
+    :func:`collects_to_driver` says so. Otherwise each table is written by its own distributed
+    job (always so with native Delta), and the rows are counted first when ``before_commit``
+    asks for them.
     """
     writes = [w for wave in waves for w in wave]
     if not writes:
         return
-    fmt = resolve_format(writes[0].df.sparkSession, cfg)
-    collect = on_driver and fmt == "deltars"
+    collect = collects_to_driver(writes[0].df.sparkSession, cfg, on_driver=on_driver)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-tables") as pool:
         steps: list[Callable[[], None]]
         if collect:
@@ -184,6 +185,11 @@ def write_tables(
             done += len(wave)
             if on_wave is not None:
                 on_wave(i)
+
+
+def collects_to_driver(spark: SparkSession, cfg: Config, *, on_driver: bool) -> bool:
+    """Whether :func:`write_tables` collects the rows to the driver and writes them there."""
+    return on_driver and resolve_format(spark, cfg) == "deltars"
 
 
 def collect_together(frames: list[DataFrame]) -> list[pa.Table]:

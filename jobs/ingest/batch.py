@@ -42,6 +42,7 @@ from jobs.lake import (
     DQ,
     DQ_SCHEMA,
     QUARANTINE,
+    UNKEPT_SOURCE_COLUMNS,
     QuarantineRows,
     batch_row,
     bronze_rows,
@@ -60,9 +61,6 @@ from jobs.stages.vehicle.stage import add_vehicle_checks
 
 logger = logging.getLogger(__name__)
 
-# Source columns no table keeps: dropped before the stateful stage, whose row conversion costs
-# in proportion to the width of a row (a map column most of all).
-UNKEPT_SOURCE_COLUMNS = ("systemProperties", "publisher")
 # Batches up to this many events are one partition after the source (each further Spark task
 # costs more than it saves at that size).
 SMALL_BATCH_EVENTS = 5000
@@ -202,10 +200,9 @@ class Ingest:
                      TableWrite(self.quarantine_rows(fresh, typed), QUARANTINE, ("ingest_date",))],
                 ]  # fmt: skip
                 on_driver = stats.received <= DRIVER_WRITE_EVENTS
-                deltars = tables.resolve_format(self.spark, self.cfg) == "deltars"
-                tally, collected = tally_with_rows(
-                    self.validation, typed, waves, together=small and on_driver and deltars
-                )
+                together = small and tables.collects_to_driver(self.spark, self.cfg,
+                                                               on_driver=on_driver)  # fmt: skip
+                tally, collected = tally_with_rows(self.validation, typed, waves, together=together)
                 failures, quarantined_by_partner = tally
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)

@@ -206,17 +206,8 @@ def _text(value: Any) -> str:
 
 
 def _to_arrow(pa: Any, pid: str, events: Sequence[Any]) -> Any:
-    keys: dict[Any, str] = {}  # a batch's events share their property names
-
     def props(d: Mapping[Any, Any] | None) -> list[tuple[str, str]]:
-        out = []
-        for k, v in (d or {}).items():
-            if v is not None:
-                name = keys.get(k)
-                if name is None:
-                    name = keys[k] = _text(k)
-                out.append((name, _text(v)))
-        return out
+        return [(_text(k), _text(v)) for k, v in (d or {}).items() if v is not None]
 
     # the SDK builds the system properties anew on each access: read once per event
     system = [e.system_properties or {} for e in events]
