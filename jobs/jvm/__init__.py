@@ -1,7 +1,7 @@
 """The project's JVM side: what the ingest job runs inside Spark's JVM because Python cannot do it
 fast enough, compiled from the Java sources beside this file into one jar.
 
-* ``VehicleStage`` (with ``VehicleRules``, ``VehicleState``, ``ColumnKey`` and ``Rows``): the
+* ``VehicleStage`` (with ``VehicleRules``, ``VehicleState`` and ``Rows``): the
   ingest query's stateful stage (``jobs.stages.dedup``, ``jobs.stages.vehicle``), a
   ``transformWithState`` keyed by VIN whose state lives in the state store on the executors:
   deduplication, then the per-vehicle rules.

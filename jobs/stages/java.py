@@ -35,13 +35,19 @@ def transform_with_state(
     df: DataFrame, key: str, processor: Any, added: list[T.StructField]
 ) -> DataFrame:
     """``df`` grouped by its string column ``key`` through ``processor``, which hands back every
-    row with the ``added`` columns after its own. The state's TTL counts processing time."""
+    row with the ``added`` columns after its own. The state's TTL counts processing time.
+
+    Grouped by the column itself (``groupBy(key).as``), not by a function of the row
+    (``groupByKey``): a function needs every row turned into a Java row before the shuffle, only
+    to read one column of it; the processor's rows are made once, after it."""
     spark = df.sparkSession
     found = jvm(spark)
     encoders, streaming = found.org.apache.spark.sql.Encoders, found.org.apache.spark.sql.streaming
     output = T.StructType([*df.schema.fields, *added])
-    key_of = new(spark, "ColumnKey", df.columns.index(key))
-    out = df._jdf.groupByKey(key_of, encoders.STRING()).transformWithState(
+    grouped = getattr(df._jdf.groupBy(found.PythonUtils.toSeq([df[key]._jc])), "as")(
+        encoders.STRING(), encoders.row(df._jdf.schema())
+    )
+    out = grouped.transformWithState(
         processor,
         streaming.TimeMode.ProcessingTime(),
         streaming.OutputMode.Append(),
