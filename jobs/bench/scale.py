@@ -1,9 +1,11 @@
 """Ingest at scale, each measure against a yardstick of the same run:
 
 * ingest events/s against bare Spark on the same bodies: read from a JSON-lines file,
-  ``from_json`` with the schema Spark infers, written as Parquet;
+  ``from_json`` with the schema Spark infers, written as Parquet; each warmed up once, then the
+  median of ``runs`` runs of each, alternated;
 * Spark jobs per small batch of the ingest query, counted by the driver's DAG scheduler;
-* the driver's peak JVM heap and Python memory during a one-batch ingest of the whole backlog;
+* the driver's peak JVM heap (the most of the measured runs) and Python memory during a
+  one-batch ingest of the whole backlog;
 * the dedup stage on a batch of 2,000 events with an empty state and with 4 million recorded
   ids (the stage alone, in a streaming query of its own, as the ingest query runs it).
 """
@@ -40,7 +42,7 @@ DEDUP_SCHEMA = (
 
 
 def run(
-    spark: SparkSession, cfg: Config, *, events: int, recorded: int = 4_000_000
+    spark: SparkSession, cfg: Config, *, events: int, recorded: int = 4_000_000, runs: int = 3
 ) -> dict[str, Any]:
     from jobs.devkit.simulator import SimulationParams, simulate
     from jobs.devkit.simulator.output import send_to_eventhubs
@@ -59,18 +61,26 @@ def run(
                                   connection_string=emu.connection_string,
                                   eventhub=cfg.source.eventhub)  # fmt: skip
         os.environ["EVENTHUB_CONNECTION_STRING"] = emu.connection_string
+        # Both warmed first: the JVM compiles the yardstick's code paths as it does the job's,
+        # and a cold yardstick run is about half as fast as a warm one.
         ingest_run(spark, cfg, work / "warm-up", total, vehicle=True)
-        bare = _bare_json_to_parquet(spark, bodies, work / "bare")
-        heap = _heap_peaks(spark, reset=True)
-        ingest = ingest_run(spark, cfg, work / "ingest", total, vehicle=True)
-        heap = _heap_peaks(spark, reset=False)
-        bare_again = _bare_json_to_parquet(spark, bodies, work / "bare-2")
-        bare_rate = total / ((bare + bare_again) / 2)
+        _bare_json_to_parquet(spark, bodies, work / "bare-warm-up")
+        ingest_rates, bare_rates, heap = [], [], 0
+        for i in range(runs):  # alternated, so that a change in the machine's load hits both
+            bare_rates.append(total / _bare_json_to_parquet(spark, bodies, work / f"bare-{i}"))
+            _heap_peaks(spark, reset=True)
+            ingest = ingest_run(spark, cfg, work / f"ingest-{i}", total, vehicle=True)
+            heap = max(heap, _heap_peaks(spark, reset=False))
+            ingest_rates.append(ingest["rate"])
+        ingest_rate, bare_rate = statistics.median(ingest_rates), statistics.median(bare_rates)
         report |= {
             "events": total,
+            "runs": runs,
             "bare_json_to_parquet_events_per_s": round(bare_rate),
-            "ingest_events_per_s": round(ingest["rate"]),
-            "ingest_vs_bare_json_to_parquet": round(ingest["rate"] / bare_rate, 2),
+            "ingest_events_per_s": round(ingest_rate),
+            "ingest_vs_bare_json_to_parquet": round(ingest_rate / bare_rate, 2),
+            "each_run_events_per_s": {"ingest": [round(r) for r in ingest_rates],
+                                      "bare": [round(r) for r in bare_rates]},
             "ingest_steps_s": ingest["steps"],
             "driver_peak_heap_mb_one_batch": round(heap / 2**20),
             "driver_python_max_rss_mb": round(
