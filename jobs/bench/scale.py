@@ -79,8 +79,10 @@ def run(
             "bare_json_to_parquet_events_per_s": round(bare_rate),
             "ingest_events_per_s": round(ingest_rate),
             "ingest_vs_bare_json_to_parquet": round(ingest_rate / bare_rate, 2),
-            "each_run_events_per_s": {"ingest": [round(r) for r in ingest_rates],
-                                      "bare": [round(r) for r in bare_rates]},
+            "each_run_events_per_s": {
+                "ingest": [round(r) for r in ingest_rates],
+                "bare": [round(r) for r in bare_rates],
+            },
             "ingest_steps_s": ingest["steps"],
             "driver_peak_heap_mb_one_batch": round(heap / 2**20),
             "driver_python_max_rss_mb": round(
