@@ -26,6 +26,7 @@ ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvi
 # Each micro-batch commits the per-vehicle state as a changelog instead of a zipped snapshot of
 # the RocksDB files; snapshots are taken in the background.
 CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
+PYTHON_CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"
 # Loggers quietened to errors: freeing a frame the ingest job held (jobs.session.release) warns
 # that its lineage was cut, hundreds of lines of noise per run.
 QUIET_LOGGERS = ("org.apache.spark.rdd.MapPartitionsRDD",)
@@ -71,6 +72,9 @@ def session_builder(cfg: Config) -> Any:
     builder = builder.config(STATE_STORE_KEY, ROCKSDB).config(CHANGELOG, "true")
     # each query's rates, latency and state in Spark's metrics system (Databricks, Prometheus)
     builder = builder.config("spark.sql.streaming.metricsEnabled", "true")
+    # PySpark otherwise sends the Python call site of every DataFrame and Column call to the JVM
+    # for error messages: a quarter of the driver's JVM calls per micro-batch (docs/design.md)
+    builder = builder.config(PYTHON_CALL_SITES, "false")
     jars = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
     own = jvm.jar()  # the dedup stage's operator; a cluster may supply it instead (--jars)
     for key, value in cfg.spark.conf.items():
