@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple
@@ -35,18 +36,26 @@ logger = logging.getLogger(__name__)
 Format = Literal["delta", "deltars"]
 WriteMode = Literal["append", "overwrite"]
 _DELTA_CLASS = "io.delta.tables.DeltaTable"
+_DELTA_JARS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def delta_jars_available(spark: SparkSession) -> bool:
-    """True when the native Delta classes can be loaded by the session's JVM."""
-    try:
-        jvm: Any = spark._jvm  # type: ignore[attr-defined]
-        jvm.java.lang.Class.forName(
-            _DELTA_CLASS, False, jvm.Thread.currentThread().getContextClassLoader()
-        )
-        return True
-    except Exception:  # py4j raises Py4JJavaError for ClassNotFoundException; Connect has no _jvm
+    """True when the native Delta classes can be loaded by the session's JVM. Looked up once per
+    Spark application (its classpath does not change): a lookup that fails costs about 20 ms,
+    and every micro-batch asks several times."""
+    context = getattr(spark, "_sc", None)  # Spark Connect has none, and no JVM
+    if context is None:
         return False
+    if context not in _DELTA_JARS:
+        try:
+            jvm: Any = spark._jvm  # type: ignore[attr-defined]
+            jvm.java.lang.Class.forName(
+                _DELTA_CLASS, False, jvm.Thread.currentThread().getContextClassLoader()
+            )
+            _DELTA_JARS[context] = True
+        except Exception:  # py4j raises Py4JJavaError for ClassNotFoundException
+            _DELTA_JARS[context] = False
+    return _DELTA_JARS[context]
 
 
 def resolve_format(spark: SparkSession, cfg: Config) -> Format:

@@ -282,10 +282,8 @@ def tally_with_rows(
     :func:`tables.write_tables`: one job where there were two. Nothing is committed before the
     counts are checked, so a ``fail`` rule still stops the batch first."""
     rows = validation.tally_rows(typed)
-    if not together:
-        return Tally([], {}) if rows is None else validation.count(rows.toArrow()), None
-    frames = [w.df for wave in waves for w in wave]
-    if rows is None:
-        return Tally([], {}), tables.collect_together(frames)
-    counted, *collected = tables.collect_together([rows, *frames])
-    return validation.count(counted), collected
+    counted = [] if rows is None else [rows]
+    frames = [w.df for wave in waves for w in wave] if together else []
+    arrows = tables.collect_together(counted + frames) if counted or frames else []
+    tally = validation.count(arrows[0]) if counted else Tally([], {})
+    return tally, arrows[len(counted) :] if together else None
