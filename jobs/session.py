@@ -27,6 +27,13 @@ ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvi
 # the RocksDB files; snapshots are taken in the background.
 CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
 PYTHON_CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"
+# Local files through the project's Java classes: Hadoop's own start a chmod or readlink
+# process for most checkpoint files without its native library (docs/design.md).
+DRIVER_CLASS_PATH = "spark.driver.extraClassPath"
+LOCAL_FILES = {
+    "spark.hadoop.fs.file.impl": "jobs.jvm.LocalFiles$FileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.file.impl": "jobs.jvm.LocalFiles$Fs",
+}
 # Loggers quietened to errors: freeing a frame the ingest job held (jobs.session.release) warns
 # that its lineage was cut, hundreds of lines of noise per run.
 QUIET_LOGGERS = ("org.apache.spark.rdd.MapPartitionsRDD",)
@@ -81,6 +88,13 @@ def session_builder(cfg: Config) -> Any:
         builder = builder.config(key, value)
     if own is not None:
         builder = builder.config("spark.jars", ",".join([*jars, str(own)]))
+        if re.fullmatch(r"local(\[[^\]]*\])?", cfg.spark.master or ""):
+            # one JVM; the classes on its own class path, as spark-submit reads local files
+            # before it adds jars
+            path = [p for p in cfg.spark.conf.get(DRIVER_CLASS_PATH, "").split(os.pathsep) if p]
+            builder = builder.config(DRIVER_CLASS_PATH, os.pathsep.join([*path, str(own)]))
+            for key, value in LOCAL_FILES.items():
+                builder = builder.config(key, value)
     return builder
 
 

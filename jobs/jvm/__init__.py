@@ -9,6 +9,8 @@ fast enough, compiled from the Java sources beside this file into one jar.
   function that parses each body once.
 * ``Outline`` and ``InsideOutline``: the residency test of coordinates
   (``jobs.stages.residency.expression``), a SQL function over a broadcast outline.
+* ``LocalFiles``: Hadoop's local file system without a ``chmod`` or ``readlink`` process per
+  checkpoint file, for sessions on a local master (``jobs.session``).
 
 A wheel carries the jar, compiled when the wheel is built (``setup.py``); a checkout compiles it
 on first use with ``javac`` against the installed pyspark's jars and caches it. Sessions this
