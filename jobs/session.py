@@ -30,8 +30,9 @@ PYTHON_CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"
 # Local files through the project's Java classes: Hadoop's own start a chmod or readlink
 # process for most checkpoint files without its native library (docs/design.md).
 DRIVER_CLASS_PATH = "spark.driver.extraClassPath"
+LOCAL_FILES_CLASS = "jobs.jvm.LocalFiles$FileSystem"
 LOCAL_FILES = {
-    "spark.hadoop.fs.file.impl": "jobs.jvm.LocalFiles$FileSystem",
+    "spark.hadoop.fs.file.impl": LOCAL_FILES_CLASS,
     "spark.hadoop.fs.AbstractFileSystem.file.impl": "jobs.jvm.LocalFiles$Fs",
 }
 # Loggers quietened to errors: freeing a frame the ingest job held (jobs.session.release) warns
@@ -88,14 +89,36 @@ def session_builder(cfg: Config) -> Any:
         builder = builder.config(key, value)
     if own is not None:
         builder = builder.config("spark.jars", ",".join([*jars, str(own)]))
-        if re.fullmatch(r"local(\[[^\]]*\])?", cfg.spark.master or ""):
-            # one JVM; the classes on its own class path, as spark-submit reads local files
-            # before it adds jars
+        if _launches_local_jvm(cfg):
+            # the classes on the JVM's own class path: spark-submit reads local files before it
+            # adds jars, and Hadoop loads file systems with the JVM's class loader
             path = [p for p in cfg.spark.conf.get(DRIVER_CLASS_PATH, "").split(os.pathsep) if p]
             builder = builder.config(DRIVER_CLASS_PATH, os.pathsep.join([*path, str(own)]))
             for key, value in LOCAL_FILES.items():
-                builder = builder.config(key, value)
+                if key not in cfg.spark.conf:  # a setting of the configuration's own wins
+                    builder = builder.config(key, value)
     return builder
+
+
+def _launches_local_jvm(cfg: Config) -> bool:
+    """A local master whose JVM this process starts, or started with the project's classes on
+    its class path: not under ``spark-submit`` (which starts the JVM with its own class path),
+    and not joining a running session."""
+    from py4j.protocol import Py4JError
+    from pyspark import SparkContext
+
+    if re.fullmatch(r"local(\[[^\]]*\])?", cfg.spark.master or "") is None:
+        return False
+    if "PYSPARK_GATEWAY_PORT" in os.environ or SparkContext._active_spark_context is not None:
+        return False
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return True
+    try:  # a JVM from an earlier session of this process
+        gateway.jvm.java.lang.ClassLoader.getSystemClassLoader().loadClass(LOCAL_FILES_CLASS)
+    except Py4JError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

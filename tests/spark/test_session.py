@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pyspark.errors.utils import is_debugging_enabled
 
 from jobs.session import PYTHON_CALL_SITES
@@ -61,3 +63,26 @@ def gateway_array(spark, cls, items) -> object:
 
 def _umask(conf) -> int:
     return int(conf.get("fs.permissions.umask-mode", "022"), 8)
+
+
+def test_local_files_only_where_the_jvm_has_the_classes(spark, cfg, monkeypatch) -> None:
+    """Hadoop loads ``fs.file.impl`` with the JVM's own class loader: the setting is given only
+    where the project's jar is on that class path (a local JVM this process starts), never under
+    spark-submit, on a cluster's master or when joining a running session."""
+    from pyspark import SparkContext
+
+    from jobs import session
+
+    local = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, master="local[2]"))
+    cluster = dataclasses.replace(
+        cfg, spark=dataclasses.replace(cfg.spark, master="spark://h:7077")
+    )
+    assert not session._launches_local_jvm(local)  # the tests' session is running
+    monkeypatch.setattr(SparkContext, "_active_spark_context", None)
+    assert session._launches_local_jvm(local)  # a new session on this JVM, which has them
+    assert not session._launches_local_jvm(cluster)
+    monkeypatch.setattr(session, "LOCAL_FILES_CLASS", "jobs.jvm.NoSuchClass")
+    assert not session._launches_local_jvm(local)  # a JVM started without them
+    monkeypatch.setattr(session, "LOCAL_FILES_CLASS", "jobs.jvm.LocalFiles$FileSystem")
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "1")
+    assert not session._launches_local_jvm(local)  # spark-submit started the JVM
