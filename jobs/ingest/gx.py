@@ -104,7 +104,7 @@ class BackgroundValidation:
             if not frames:
                 continue
             union = functools.reduce(DataFrame.unionByName, frames)
-            verdicts = self.checks.gx_verdicts(event_type, union)
+            verdicts = self.checks.gx_verdicts(event_type, union, held=True)
             rows += [
                 {"query_id": query_id, "batch_id": batch_id, "event_type": event_type,
                  "suite": suite, "rule": rule, "gx_success": ok, "validated_with": validated_with}

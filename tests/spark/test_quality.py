@@ -173,3 +173,22 @@ def test_a_compile_cached_by_another_process_checks_exactly_like_a_fresh_one(
             ]
     finally:
         forget()
+
+
+def test_gx_on_held_rows_gives_the_same_verdicts_and_frees_them(
+    spark, decoded, checks, registry, cfg
+) -> None:
+    """Background GX validates a union of queued batches held once (each of its jobs would
+    otherwise plan and compute the whole union): the same verdicts, and nothing left held."""
+    from jobs.stages.quality.validate import BatchChecks
+
+    batch = BatchChecks(registry, checks, cfg.vehicle)
+    event_type = "vehicle.chassis_snapshot"
+    checked = checks[event_type].apply(decoded[event_type])
+    union = checked.unionByName(checked)  # two batches, as the background run unions them
+    as_is = batch.gx_verdicts(event_type, union)  # also fills the fixtures' caches
+    persistent = spark.sparkContext._jsc.getPersistentRDDs().size()
+    held = batch.gx_verdicts(event_type, union, held=True)
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == persistent
+    assert held == as_is
+    assert {ok for _, _, ok in held} == {True, False}  # the simulated faults fail some rules

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from jobs.config import VehicleConfig
 from jobs.contract import VEHICLE_RULES, VEHICLE_SUITE
 from jobs.errors import QualityGateError
+from jobs.session import hold, release
 from jobs.stages.decode import DECODE_ERROR, PayloadDecoder
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.gx import validate_batch
@@ -140,12 +141,21 @@ class BatchChecks:
                 "stopped before writing this batch; fix the data or the suite and restart."
             )
 
-    def gx_verdicts(self, event_type: str, checked: DataFrame) -> list[tuple[str, str, bool]]:
-        """GX's (suite, rule, success) for one event type's checked rows."""
+    def gx_verdicts(
+        self, event_type: str, checked: DataFrame, *, held: bool = False
+    ) -> list[tuple[str, str, bool]]:
+        """GX's (suite, rule, success) for one event type's checked rows. ``held``: the rows
+        with the suites' derived columns computed once and held while GX validates them (for
+        a union of many batches, which each of GX's jobs would otherwise plan and compute)."""
         checks = self.checks[event_type]
         suite_of = {rule.name: suite.name for suite in checks.suites for rule in suite.rules}
         frame = checks.with_derived_columns(checked.drop(FAILURES, ACTION))
-        return [
-            (suite_of[r.rule], r.rule, r.success)
-            for r in validate_batch(frame, list(checks.suites))
-        ]
+        frame = hold(frame) if held else frame
+        try:
+            return [
+                (suite_of[r.rule], r.rule, r.success)
+                for r in validate_batch(frame, list(checks.suites))
+            ]
+        finally:
+            if held:
+                release([frame])
