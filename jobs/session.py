@@ -89,15 +89,21 @@ def session_builder(cfg: Config) -> Any:
         builder = builder.config(key, value)
     if own is not None:
         builder = builder.config("spark.jars", ",".join([*jars, str(own)]))
-        if _launches_local_jvm(cfg):
-            # the classes on the JVM's own class path: spark-submit reads local files before it
-            # adds jars, and Hadoop loads file systems with the JVM's class loader
-            path = [p for p in cfg.spark.conf.get(DRIVER_CLASS_PATH, "").split(os.pathsep) if p]
-            builder = builder.config(DRIVER_CLASS_PATH, os.pathsep.join([*path, str(own)]))
-            for key, value in LOCAL_FILES.items():
-                if key not in cfg.spark.conf:  # a setting of the configuration's own wins
-                    builder = builder.config(key, value)
+    for key, value in _local_files(cfg, own).items():
+        builder = builder.config(key, value)
     return builder
+
+
+def _local_files(cfg: Config, own: Path | None) -> dict[str, str]:
+    """The settings that serve ``file:`` paths through ``jobs.jvm.LocalFiles``, where the JVM
+    this process starts gets the classes on its own class path (spark-submit reads local files
+    before it adds jars, and Hadoop loads file systems with the JVM's class loader)."""
+    if own is None or not _launches_local_jvm(cfg):
+        return {}
+    path = [p for p in cfg.spark.conf.get(DRIVER_CLASS_PATH, "").split(os.pathsep) if p]
+    # a setting of the configuration's own wins
+    files = {k: v for k, v in LOCAL_FILES.items() if k not in cfg.spark.conf}
+    return {DRIVER_CLASS_PATH: os.pathsep.join([*path, str(own)])} | files
 
 
 def _launches_local_jvm(cfg: Config) -> bool:
