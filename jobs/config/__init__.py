@@ -135,10 +135,17 @@ class QualityConfig:
     # "async": GX runs at most once per this many seconds, over every batch done since its last
     # run, so it takes the driver from the stream rarely (stopping the query flushes it).
     gx_interval_s: float = 60.0
+    # "async": the most of the time a run may keep GX busy; it pauses between event types for
+    # the rest, so the batches beside it slow a little instead of stalling (1: no pauses).
+    gx_busy_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         if self.gx_interval_s < 0:
             raise ValueError(f"gx_interval_s: expected 0 or more; got {self.gx_interval_s}")
+        if not 0 < self.gx_busy_fraction <= 1:
+            raise ValueError(
+                f"gx_busy_fraction: expected more than 0 and at most 1; got {self.gx_busy_fraction}"
+            )
         if self.dedup_window_hours < 24:
             raise ValueError(
                 f"dedup_window_hours: expected at least 24 (re-sends arrive up to a day late); "

@@ -30,9 +30,10 @@ class BackgroundValidation:
     GX runs at most once per ``[quality] gx_interval_s`` and validates the batches that finished
     since its last run together (one GX run per event type over their union; each batch gets the
     group's verdict, with the group in ``validated_with``), so it keeps up at any trigger interval
-    and rarely takes the driver's Python from the stream. Only a backlog of ``GX_MAX_QUEUED``
-    batches (their frames stay held until validated) makes a batch wait. A verdict lost to a
-    crash is logged, never re-run.
+    and rarely takes the driver's Python from the stream; within a run it pauses between event
+    types (``gx_busy_fraction``), so no batch beside it stalls for the whole run. Only a backlog
+    of ``GX_MAX_QUEUED`` batches (their frames stay held until validated) makes a batch wait. A
+    verdict lost to a crash is logged, never re-run.
     """
 
     def __init__(self, spark: SparkSession, cfg: Config, checks: BatchChecks) -> None:
@@ -95,16 +96,25 @@ class BackgroundValidation:
         finally:
             self._idle.set()  # also if the worker died: the next batch starts a new one
 
+    def _pause(self, busy_s: float) -> None:
+        """After ``busy_s`` of validation, leave the driver to the stream long enough that GX
+        keeps it busy ``gx_busy_fraction`` of the time (a flush cuts the pause short)."""
+        self._now.wait(busy_s * (1 / self.cfg.quality.gx_busy_fraction - 1))
+
     def _validate(self, group: list[tuple[Txn, dict[str, DataFrame]]]) -> None:
         first, last = group[0][0][1], group[-1][0][1]
         validated_with = str(first) if first == last else f"{first}-{last}"
         rows = []
+        busy = 0.0  # seconds the last event type's validation took
         for event_type in self.checks.checks:
             frames = [typed[event_type] for _, typed in group if event_type in typed]
             if not frames:
                 continue
+            self._pause(busy)
+            started = time.monotonic()
             union = functools.reduce(DataFrame.unionByName, frames)
             verdicts = self.checks.gx_verdicts(event_type, union, held=True)
+            busy = time.monotonic() - started
             rows += [
                 {"query_id": query_id, "batch_id": batch_id, "event_type": event_type,
                  "suite": suite, "rule": rule, "gx_success": ok, "validated_with": validated_with}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -11,6 +12,7 @@ from pyspark.sql import types as T
 
 from jobs.errors import SuiteError
 from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, decode_envelope, decode_payload
+from jobs.stages.quality.gx import combined_suite
 from jobs.stages.quality.rows import (
     ACTION,
     FAILURES,
@@ -73,6 +75,11 @@ class EventTypeChecks:
     @cached_property
     def _action(self) -> Column:
         return action_column()
+
+    @cached_property
+    def gx_suite(self) -> Any:
+        """GX's one suite of this type's suites (built on first use: GX is imported then)."""
+        return combined_suite(self.suites)
 
     def with_derived_columns(self, df: DataFrame) -> DataFrame:
         """The frame GX validates: decoded events plus the suites' derived columns."""

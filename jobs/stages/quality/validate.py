@@ -154,7 +154,7 @@ class BatchChecks:
         try:
             return [
                 (suite_of[r.rule], r.rule, r.success)
-                for r in validate_batch(frame, list(checks.suites))
+                for r in validate_batch(frame, checks.suites, combined=checks.gx_suite)
             ]
         finally:
             if held:
