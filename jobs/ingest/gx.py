@@ -24,6 +24,11 @@ GX_MAX_QUEUED = 100  # batches waiting for background GX before the stream waits
 Txn = tuple[str, int]
 
 
+def pause_s(busy_s: float, busy_fraction: float) -> float:
+    """The pause after ``busy_s`` of work that keeps the work to ``busy_fraction`` of the time."""
+    return busy_s * (1 / busy_fraction - 1)
+
+
 class BackgroundValidation:
     """Validates batches with GX after they commit; verdicts go to ``dq_gx_results``.
 
@@ -97,9 +102,8 @@ class BackgroundValidation:
             self._idle.set()  # also if the worker died: the next batch starts a new one
 
     def _pause(self, busy_s: float) -> None:
-        """After ``busy_s`` of validation, leave the driver to the stream long enough that GX
-        keeps it busy ``gx_busy_fraction`` of the time (a flush cuts the pause short)."""
-        self._now.wait(busy_s * (1 / self.cfg.quality.gx_busy_fraction - 1))
+        """Leave the driver to the stream after ``busy_s`` of validation (a flush cuts it short)."""
+        self._now.wait(pause_s(busy_s, self.cfg.quality.gx_busy_fraction))
 
     def _validate(self, group: list[tuple[Txn, dict[str, DataFrame]]]) -> None:
         first, last = group[0][0][1], group[-1][0][1]

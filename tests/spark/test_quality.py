@@ -122,6 +122,24 @@ def test_gx_verdicts_agree_with_the_one_pass_row_checks(
     assert {r.rule for r in results if not r.success} == set(flagged)
 
 
+def test_a_types_suites_validated_as_one_give_each_suites_own_verdicts(decoded, checks) -> None:
+    """GX validates a type's suites as one suite: rule by rule, the verdicts of each suite
+    validated on its own."""
+    event_type = "vehicle.chassis_snapshot"
+    type_checks = checks[event_type]
+    frame = type_checks.with_derived_columns(decoded[event_type])
+    together = validate_batch(frame, type_checks.suites, combined=type_checks.gx_suite)
+    apart = [r for suite in type_checks.suites for r in validate_batch(frame, [suite])]
+    assert len(type_checks.suites) == 2 and len(together) == len(apart)
+    assert set(together) == set(apart)
+    assert {r.rule for r in together if not r.success} & {
+        r.name for r in type_checks.suites[0].rules
+    }
+    assert {r.rule for r in together if not r.success} & {
+        r.name for r in type_checks.suites[1].rules
+    }
+
+
 def test_gx_unexpected_counts_equal_the_rows_flagged(decoded, checks, verdicts) -> None:
     """The strongest agreement check, on the largest suite: counts, not only verdicts."""
     event_type = "vehicle.chassis_snapshot"

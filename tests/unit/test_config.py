@@ -94,6 +94,10 @@ def test_defaults_fill_in_unset_sections(write_conf) -> None:
             r"\[vehicle\].on_failure: unknown rule 'vehicle.speed'",
         ),
         (MINIMAL + "\n[quality]\ngx_mode = 'later'\n", r"\[quality\].gx_mode: expected one of"),
+        (
+            MINIMAL + "\n[quality]\ngx_busy_fraction = 0\n",
+            r"\[quality\].gx_busy_fraction: expected more than 0 and at most 1; got 0",
+        ),
     ],
 )
 def test_bad_config_fails_naming_file_key_and_expectation(
