@@ -64,7 +64,7 @@ def gx_batch(df: DataFrame) -> Any:
 
 def combined_suite(suites: Sequence[Suite]) -> Any:
     """One GX suite holding every suite's expectations: GX resolves one metric graph and runs
-    about half the Spark jobs of one validation per suite (rule names are unique across suites)."""
+    fewer Spark jobs than one validation per suite (rule names are unique across suites)."""
     if len(suites) == 1:
         return suites[0].gx_suite
     from great_expectations.core.expectation_suite import ExpectationSuite
