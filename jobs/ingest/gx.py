@@ -68,6 +68,11 @@ class BackgroundValidation:
         """Batches are waiting for GX, or being validated."""
         return bool(self._queue) or not self._idle.is_set()
 
+    def hurry(self) -> None:
+        """The stream has stopped: validate what is waiting without the interval or pauses
+        (there are no batches left to make room for)."""
+        self._now.set()
+
     def flush(self) -> None:
         """Validate what is waiting now, and wait for it (the worker logs its own failures)."""
         self._now.set()

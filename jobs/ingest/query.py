@@ -148,6 +148,8 @@ def run_ingest(
         line.close()
         result.progress = query.lastProgress
         query.stop()
+        if ingest.background is not None:
+            ingest.background.hurry()
         stop_listening(spark, listener, [query])
         result.alerts = alerts.raised
         if wait_for_gx or query.exception() is not None or sys.exc_info()[0] is not None:

@@ -1,5 +1,5 @@
-"""Background GX's pacing: how long it leaves the driver to the stream, and that a flush (the
-query stopping, or a backlog) never waits out a pause."""
+"""Background GX's pacing: how long it leaves the driver to the stream, and that neither a
+flush (a backlog, or closing) nor the stream's end waits out a pause."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ def test_a_pause_keeps_gx_to_its_share_of_the_time(busy_s, fraction, pause) -> N
     assert busy_s / (busy_s + pause_s(busy_s, fraction)) == pytest.approx(fraction)
 
 
-def test_a_flush_cuts_a_pause_short(cfg) -> None:
+@pytest.mark.parametrize("cut", ["flush", "hurry"])
+def test_a_flush_or_the_streams_end_cuts_a_pause_short(cfg, cut) -> None:
     slow = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality, gx_busy_fraction=1e-6))
     background = BackgroundValidation(None, slow, None)  # type: ignore[arg-type]
     pausing = threading.Thread(target=background._pause, args=(10.0,), daemon=True)  # ~4 months
     pausing.start()
     pausing.join(0.2)
     assert pausing.is_alive()  # it does pause
-    background._now.set()  # what flush() does first
+    getattr(background, cut)()
     pausing.join(30)
     assert not pausing.is_alive()
