@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 from jobs.config import PROJECT_ROOT
 
 
@@ -32,3 +34,14 @@ def test_a_small_run_end_to_end(tmp_path: Path) -> None:
     assert report and Path(report.group(1)).stat().st_size > 0
     assert (workdir / "spark.log").stat().st_size > 0, "the JVM's output goes to the log"
     assert "WARN" not in done.stdout, "Spark's log stays off the terminal"
+    # the summary's counts (from the run's accounting) are what the tables hold
+    lake = workdir / "lake"
+    printed = dict(re.findall(r"^  (silver/\S+) +([\d,]+)$", output, re.M))
+    assert printed, output
+    for table, rows in printed.items():
+        held = DeltaTable(lake / table).to_pyarrow_table().num_rows if (lake / table).exists() else 0
+        assert int(rows.replace(",", "")) == held, table
+    quarantined = re.search(r"^quarantine: ([\d,]+) events$", output, re.M)
+    assert quarantined, output
+    held = DeltaTable(lake / "quarantine").to_pyarrow_table().num_rows
+    assert int(quarantined.group(1).replace(",", "")) == held
