@@ -39,7 +39,9 @@ def test_a_small_run_end_to_end(tmp_path: Path) -> None:
     printed = dict(re.findall(r"^  (silver/\S+) +([\d,]+)$", output, re.M))
     assert printed, output
     for table, rows in printed.items():
-        held = DeltaTable(lake / table).to_pyarrow_table().num_rows if (lake / table).exists() else 0
+        held = (
+            DeltaTable(lake / table).to_pyarrow_table().num_rows if (lake / table).exists() else 0
+        )
         assert int(rows.replace(",", "")) == held, table
     quarantined = re.search(r"^quarantine: ([\d,]+) events$", output, re.M)
     assert quarantined, output
