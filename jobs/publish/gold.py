@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
 import pyarrow as pa
@@ -333,10 +333,18 @@ def _vehicle_daily(
 
 
 def _quarantined(spark: SparkSession, cfg: Config, days: list[str]) -> DataFrame | None:
+    """Quarantined events per vehicle and day of ``days``: on their event day, or on their
+    ingest day when their clock was more than a day ahead (the event day says nothing then).
+    So a day's rows were ingested on that day or later: only the partitions of ingest days
+    since the first of ``days`` are read, not the table's history."""
     if not tables.table_exists(spark, cfg, QUARANTINE):
         return None
-    q = tables.read_table(spark, cfg, QUARANTINE)
-    day = F.coalesce(F.to_date("event_time"), F.col("ingest_date"))
+    first, today = date.fromisoformat(min(days)), datetime.now(UTC).date()
+    since = [first + timedelta(days=i) for i in range(max((today - first).days, 0) + 2)]
+    q = tables.read_table(spark, cfg, QUARANTINE).where(F.col("ingest_date").isin(since))
+    event_date = F.to_date("event_time")
+    ahead = event_date > F.date_add(F.col("ingest_date"), 1)
+    day = F.when(event_date.isNull() | ahead, F.col("ingest_date")).otherwise(event_date)
     return (
         q.where(F.col("vin").isNotNull() & F.col("partner_id").isin(cfg.partner_ids))
         .withColumn("event_date", day).where(F.col("event_date").cast("string").isin(days))
