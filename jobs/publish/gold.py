@@ -335,11 +335,12 @@ def _vehicle_daily(
 def _quarantined(spark: SparkSession, cfg: Config, days: list[str]) -> DataFrame | None:
     """Quarantined events per vehicle and day of ``days``: on their event day, or on their
     ingest day when their clock was more than a day ahead (the event day says nothing then).
-    So a day's rows were ingested on that day or later: only the partitions of ingest days
-    since the first of ``days`` are read, not the table's history."""
+    So a day's rows were ingested on the day before it or later: only the partitions of ingest
+    days from the day before the first of ``days`` are read, not the table's history."""
     if not tables.table_exists(spark, cfg, QUARANTINE):
         return None
-    first, today = date.fromisoformat(min(days)), datetime.now(UTC).date()
+    first = date.fromisoformat(min(days)) - timedelta(days=1)
+    today = datetime.now(UTC).date()
     since = [first + timedelta(days=i) for i in range(max((today - first).days, 0) + 2)]
     q = tables.read_table(spark, cfg, QUARANTINE).where(F.col("ingest_date").isin(since))
     event_date = F.to_date("event_time")

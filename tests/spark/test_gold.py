@@ -62,6 +62,7 @@ def test_quarantined_events_count_on_their_day_and_old_ingest_days_are_not_read(
         (at(2026, 11, 29, 9), date(2026, 11, 29)),  # on its day
         (at(2026, 11, 28, 9), date(2026, 12, 1)),  # late: on its event day
         (None, date(2026, 11, 30)),  # no event time: on its ingest day
+        (at(2026, 11, 1, 0, 10), date(2026, 10, 31)),  # clock minutes ahead: on its event day
         (at(2026, 11, 20, 9), date(2026, 10, 1)),  # clock 50 days ahead: on its ingest day
     ]
     write_deltalake(quarantine, pa.table({
@@ -77,4 +78,5 @@ def test_quarantined_events_count_on_their_day_and_old_ingest_days_are_not_read(
 
     daily = pl.read_delta(tables.table_path(local, partner_table(partner, "gold/vehicle_daily")))
     counted = dict(zip(daily["event_date"].to_list(), daily["quarantined"].to_list(), strict=True))
-    assert counted == {date(2026, 11, 28): 1, date(2026, 11, 29): 1, date(2026, 11, 30): 1}
+    assert counted == {date(2026, 11, 1): 1, date(2026, 11, 28): 1, date(2026, 11, 29): 1,
+                       date(2026, 11, 30): 1}  # fmt: skip
