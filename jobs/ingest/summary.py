@@ -2,8 +2,8 @@
 residency drops (``python -m jobs ingest`` and ``make run`` print it).
 
 The counts come from the run's ``ingest_batches`` rows, which a batch commits only after the rows
-each table received matched them; only the quarantine reasons are read from a table, the run's
-rows of it. Nothing reads a whole table: a long-lived lake's summary costs what the run wrote."""
+each table received matched them; only the quarantine reasons are read from quarantine (the
+run's rows of it). No silver table is read."""
 
 from __future__ import annotations
 
