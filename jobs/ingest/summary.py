@@ -7,10 +7,12 @@ run's rows of it). No silver table is read."""
 
 from __future__ import annotations
 
-import ast
+import json
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import Config
@@ -26,31 +28,32 @@ def summary(spark: SparkSession, cfg: Config, query_id: str | None = None) -> di
     report: dict[str, Any] = {"lake": cfg.lake.root}
     if not tables.table_exists(spark, cfg, BATCHES):
         return report
-    batches = tables.read_table(spark, cfg, BATCHES)
-    if query_id:
-        batches = batches.where(F.col("query_id") == query_id)
-    rows = batches.collect()
+
+    def of_run(table: str) -> DataFrame:
+        df = tables.read_table(spark, cfg, table)
+        return df.where(F.col("query_id") == query_id) if query_id else df
+
+    rows = of_run(BATCHES).collect()
     report["batches"] = len(rows)
     report["received"] = sum(r.received for r in rows)
     report["bronze"] = sum(r.bronze for r in rows)
     report["duplicates"] = sum(r.duplicates for r in rows)
-    residency: dict[str, int] = {}
-    per_type: dict[str, int] = {}
-    for r in rows:
-        for key, n in ast.literal_eval(r.residency_dropped or "{}").items():
-            residency[key] = residency.get(key, 0) + n
-        for event_type, n in ast.literal_eval(r.silver or "{}").items():
-            per_type[event_type] = per_type.get(event_type, 0) + n
-    report["residency_dropped"] = residency
+    report["residency_dropped"] = _summed(rows, "residency_dropped")
+    per_type = _summed(rows, "silver")
     report["silver"] = {
         silver_table(registry.latest(t).table): per_type.get(t, 0) for t in registry.event_types()
     }
     if tables.table_exists(spark, cfg, QUARANTINE):
-        quarantine = tables.read_table(spark, cfg, QUARANTINE)
-        if query_id:
-            quarantine = quarantine.where(F.col("query_id") == query_id)
-        reasons = quarantine.groupBy("reason").count().collect()
+        reasons = of_run(QUARANTINE).groupBy("reason").count().collect()
         report["quarantine"] = dict(
             sorted(((r.reason, r["count"]) for r in reasons), key=lambda kv: -kv[1])
         )
     return report
+
+
+def _summed(rows: Iterable[Row], column: str) -> dict[str, int]:
+    """The batches' counts by key in ``column`` (a JSON object, as ``batch_row`` writes it)."""
+    total: Counter[str] = Counter()
+    for r in rows:
+        total.update(json.loads(r[column] or "{}"))
+    return dict(total)
