@@ -315,3 +315,33 @@ def test_the_hub_watcher_follows_new_events_and_reports_an_unreachable_hub(hub) 
         assert error is not None and HUB in str(error)
     finally:
         watcher.stop()
+
+
+def test_a_range_is_read_without_waiting_for_events_past_its_end(hub, monkeypatch) -> None:
+    """A task asks the hub for no more frames than the events its range still wants: the SDK
+    waits out the socket's timeout for each frame it asked for and did not get."""
+    from azure.eventhub._pyamqp import _transport
+
+    from jobs.sources.eventhubs import EventHubsOptions
+    from jobs.sources.eventhubs.read import Range, read_range
+
+    send(hub.conn, {"0": 2500})
+    waits = []
+    receive_frame = _transport._AbstractTransport.receive_frame
+
+    def counted(self, *args, **kwargs):
+        frame = receive_frame(self, *args, **kwargs)
+        if frame == (None, None):  # a read that timed out
+            waits.append(frame)
+        return frame
+
+    monkeypatch.setattr(_transport._AbstractTransport, "receive_frame", counted)
+    options = EventHubsOptions.from_options({"connectionString": hub.conn, "eventHubName": HUB})
+    for start, end in ((0, 2500), (700, 1900)):  # past the prefetch (1000): several calls
+        waits.clear()
+        read = [
+            b.column("sequenceNumber").to_pylist()
+            for b in read_range(Range("0", start, end, options))
+        ]
+        assert [n for batch in read for n in batch] == list(range(start, end))
+        assert waits == []

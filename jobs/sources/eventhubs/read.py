@@ -172,6 +172,10 @@ class _PartitionReceiver:
             # no keep-alive thread: a task receives without pause, and closing the client
             # would wait out the thread's one-second sleep
             self.consumer._keep_alive = 0
+        # the SDK reads up to ``_prefetch`` frames per call and waits out the socket's timeout
+        # for any it does not get: no more than the events still wanted, or each range's last
+        # call would wait for events past its end
+        self.consumer._prefetch = max(1, min(most, self.options.prefetch))
         self.consumer.receive(batch=True, max_batch_size=most, max_wait_time=0.25)
         events, self.inbox[:] = list(self.inbox), []
         return events
