@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
+from azure.eventhub.amqp import AmqpAnnotatedMessage
 
 from jobs.delta import tables
 from jobs.devkit.emulator.process import EmulatorProcess
@@ -39,6 +40,8 @@ def _crafted(messages, origin: str, lat: float, lon: float, n: int):
 
 POISON = [b"\xff\xfe not utf-8", b"{" * 1024 * 1000, b'{"event_id": "x", "event_type": "vehicle.chas',
           b"", b"[]", b"null"]  # fmt: skip
+# AMQP bodies that are not data sections: text is read as its UTF-8 bytes, the others as no body
+NOT_DATA = [{"value_body": "[]"}, {"value_body": 42}, {"sequence_body": [[1, 2]]}]
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +75,13 @@ def _ingest(spark, messages, hub, tmp_path):
             batch = producer.create_batch(partition_id="1")
             batch.add(EventData(body))
             producer.send_batch(batch)
+        batch = producer.create_batch(partition_id="2")
+        for body in NOT_DATA:
+            batch.add(AmqpAnnotatedMessage(**body))
+        producer.send_batch(batch)
     cfg = _cfg(tmp_path)
     result = run_ingest(cfg, available_now=True, spark=spark, timeout_s=300)
-    assert result.received == len(sent) + len(POISON)
+    assert result.received == len(sent) + len(POISON) + len(NOT_DATA)
     return cfg, sent, [blocked for *_, blocked in cases]
 
 
@@ -82,9 +89,9 @@ def test_poison_bodies_never_stop_the_stream(ingested) -> None:
     cfg, _, _ = ingested
     quarantine = pl.read_delta(tables.table_path(cfg, QUARANTINE))
     reasons = Counter(r for r in quarantine["reason"].to_list() if r.startswith("decode."))
-    assert sum(reasons.values()) == len(POISON)
+    assert sum(reasons.values()) == len(POISON) + len(NOT_DATA)
     assert reasons["decode.invalid_utf8"] == 1 and reasons["decode.body_too_large"] == 1
-    assert reasons["decode.malformed_json"] >= 2
+    assert reasons["decode.malformed_json"] >= 2 + len(NOT_DATA)
 
 
 def test_mainland_china_is_written_nowhere_and_its_neighbours_everywhere_they_belong(
