@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.stages.decode import DECODE_ERROR, INGEST_TIME, PAYLOAD, RESCUED
-from jobs.stages.quality.rows import ACTION, FAILURES, FAILURES_DDL
+from jobs.stages.quality.rows import ACTION, FAILURES, FAILURES_DDL, quarantine_reason
 from jobs.stages.schemas import SchemaRegistry
 
 BRONZE, QUARANTINE, DQ, DQ_GX, BATCHES, RELEASES = (
@@ -124,7 +124,7 @@ class QuarantineRows:
             of_type[event_type] = [*map(F.col, common), payload_json.alias(PAYLOAD), F.col(RESCUED),
                                    F.col(FAILURES).cast(FAILURES_DDL).alias("reasons")]  # fmt: skip
         added = {
-            "reason": F.filter("reasons", lambda r: r["on_failure"] == "quarantine")[0]["rule"],
+            "reason": quarantine_reason(F.col("reasons")),
             "quarantine_id": F.concat_ws(":", F.col("partition"), F.col("sequenceNumber").cast("string")),
             "ingest_date": F.to_date(INGEST_TIME),
         }  # fmt: skip

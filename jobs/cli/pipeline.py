@@ -109,7 +109,7 @@ def _ingest(args: argparse.Namespace) -> int:
     cfg = load_config(args.conf, args.overrides)
     with spark_session(cfg) as spark:
         result = run_ingest(cfg, available_now=args.available_now, gx=args.gx, spark=spark)
-        report = summary(spark, cfg, result.query_id)
+        report = summary(cfg, result.batches)
     report["events_per_second"] = round(result.received / max(result.seconds, 1e-9))
     print(json.dumps(report, indent=2, default=str))
     return 0

@@ -119,7 +119,7 @@ def _ingest_and_publish(
     result = run_ingest(cfg, available_now=True, gx=params.gx, out=out, spark=spark,
                         wait_for_gx=False)  # fmt: skip
     try:
-        report = summary(spark, cfg, result.query_id)
+        report = summary(cfg, result.batches)
         _alliance_key(cfg, out)
         out.write("run: publishing for partners\n")
         report["publish"] = publish_summary(

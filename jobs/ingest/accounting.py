@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.errors import SinkError
+from jobs.stages.decode import DECODE_ERROR
 from jobs.stages.quality.validate import NO_PARTNER
 
 
@@ -21,7 +22,7 @@ class BatchStats:
     """One micro-batch's counts and timings (the ``ingest_batches`` row).
 
     ``silver`` is keyed by event type, ``quarantined`` by ``decode`` or event type,
-    ``residency_dropped`` by reason."""
+    ``quarantine_reasons`` and ``residency_dropped`` by reason."""
 
     query_id: str
     batch_id: int
@@ -30,6 +31,7 @@ class BatchStats:
     bronze: int = 0
     duplicates: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
     silver: dict[str, int] = field(default_factory=dict)
     warned: int = 0
     seconds: float = 0.0
@@ -68,11 +70,13 @@ class BatchStats:
             or bronze != sum(written.values()) + quarantine + self.duplicates
             or written != predicted
             or quarantine != quarantined
+            or quarantine != sum(self.quarantine_reasons.values())
         ):
             raise SinkError(
                 f"batch {self.batch_id}: accounting does not hold: received {self.received}, "
                 f"residency-dropped {dropped}, bronze {bronze}, silver {written} (predicted "
-                f"{predicted}), quarantine {quarantine} (predicted {quarantined}), duplicates "
+                f"{predicted}), quarantine {quarantine} (predicted {quarantined}, by reason "
+                f"{self.quarantine_reasons}), duplicates "
                 f"{self.duplicates}; nothing of this batch was committed"
             )
         self.bronze = bronze
@@ -88,3 +92,12 @@ def partner_counts(
     events = Counter(partners.filter(pc.or_(fresh, undecodable)).to_pylist())
     bad = Counter(partners.filter(undecodable).to_pylist()) + Counter(quarantined)
     return {p: (events[p], bad[p]) for p in sorted(set(events) | set(bad))}
+
+
+def quarantine_reasons(
+    keys: pa.Table, undecodable: pa.Array, checked: Mapping[str, int]
+) -> dict[str, int]:
+    """Quarantined rows per reason: the ``undecodable`` by their decode reason, plus the
+    ``checked`` events' (the tally's)."""
+    decode = Counter(keys.column(DECODE_ERROR).filter(undecodable).to_pylist())
+    return dict(decode + Counter(checked))

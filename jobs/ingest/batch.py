@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from jobs.config import Config
 from jobs.delta import tables
 from jobs.delta.tables import TableWrite
-from jobs.ingest.accounting import BatchStats, partner_counts
+from jobs.ingest.accounting import BatchStats, partner_counts, quarantine_reasons
 from jobs.ingest.gx import BackgroundValidation
 from jobs.lake import (
     BATCHES,
@@ -203,9 +203,10 @@ class Ingest:
                 together = small and tables.collects_to_driver(self.spark, self.cfg,
                                                                on_driver=on_driver)  # fmt: skip
                 tally, collected = tally_with_rows(self.validation, typed, waves, together=together)
-                failures, quarantined_by_partner = tally
+                failures, quarantined_by_partner, reasons = tally
                 self.validation.gate(failures, stats.batch_id)
                 self._predict(stats, failures, pc.sum(undecodable).as_py() or 0)
+                stats.quarantine_reasons = quarantine_reasons(keys, undecodable, reasons)
                 stats.partners = partner_counts(keys, fresh_rows, undecodable,
                                                 quarantined_by_partner)  # fmt: skip
                 verdicts = self._inline_verdicts(typed)
@@ -285,5 +286,5 @@ def tally_with_rows(
     counted = [] if rows is None else [rows]
     frames = [w.df for wave in waves for w in wave] if together else []
     arrows = tables.collect_together(counted + frames) if counted or frames else []
-    tally = validation.count(arrows[0]) if counted else Tally([], {})
+    tally = validation.count(arrows[0]) if counted else Tally([], {}, {})
     return tally, arrows[len(counted) :] if together else None

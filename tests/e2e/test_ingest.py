@@ -142,6 +142,7 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
     caught = {r["fault"] for r in records.values() if r["outcome"] == "quarantined" or r["flags"]}
     assert len(caught) >= 25, "the small fleet should carry every kind, single and cross-event"
     _expect_exact_tables(spark, cfg, messages)
+    _summary_is_what_the_run_wrote(spark, cfg, hub, result, quarantine, messages)
     # GX ran in the background (the default) and left a verdict per batch, type and rule
     gx = tables.read_table(spark, cfg, DQ_GX)
     assert gx.select("batch_id").distinct().count() == len(result.batches)
@@ -154,6 +155,27 @@ def test_every_event_lands_where_the_manifest_says(spark, hub, tmp_path, message
         cfg, [r for r in records.values() if r["outcome"] == "residency_dropped"]
     )
     _replay_releases_once_after_a_fix(spark, cfg, quarantine)
+
+
+def _summary_is_what_the_run_wrote(spark, cfg, hub, result, quarantine, messages) -> None:
+    """The summary, from the run's accounting, against the tables; a second run on the same
+    checkpoint reports its own batches only."""
+    from jobs.ingest.summary import summary
+
+    report = summary(cfg, result.batches)
+    reasons = {r.reason: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+    assert report["quarantine"] == reasons
+    assert report["bronze"] == _table(cfg, BRONZE).height
+    silver = Counter(_silver(spark, cfg)["event_type"].to_list())
+    registry = SchemaRegistry.load(cfg.quality.schemas_path)
+    assert report["silver"] == {
+        silver_table(registry.latest(t).table): silver[t] for t in registry.event_types()
+    }
+    resent = [m for m in messages if m.record["outcome"] == "curated"][:7]
+    _send(hub, resent)
+    again = summary(cfg, run_ingest(cfg, available_now=True, spark=spark, timeout_s=300).batches)
+    assert (again["received"], again["duplicates"]) == (len(resent), len(resent))
+    assert sum(again["silver"].values()) == 0 and again["quarantine"] == {}
 
 
 def _held_blocks(spark) -> int:

@@ -129,6 +129,12 @@ def action_column() -> Column:
     )
 
 
+def quarantine_reason(failures: Column) -> Column:
+    """A quarantined row's reason: the first of its failures whose ``on_failure`` is
+    ``quarantine`` (null for a row that is not quarantined)."""
+    return F.get(F.filter(failures, lambda r: r["on_failure"] == "quarantine"), 0)["rule"]
+
+
 def _severity_of(on_failure: Column) -> Column:
     expr: Any = F.lit(0)
     for name, level in _SEVERITY.items():

@@ -19,7 +19,7 @@ from jobs.session import hold, release
 from jobs.stages.decode import DECODE_ERROR, PayloadDecoder
 from jobs.stages.quality.checks import EventTypeChecks
 from jobs.stages.quality.gx import validate_batch
-from jobs.stages.quality.rows import ACTION, FAILURES
+from jobs.stages.quality.rows import ACTION, FAILURES, quarantine_reason
 from jobs.stages.schemas import SchemaRegistry
 from jobs.stages.vehicle.stage import FAILURES as VEHICLE_FAILURES
 
@@ -37,10 +37,12 @@ class FailureCount(NamedTuple):
 
 
 class Tally(NamedTuple):
-    """A batch's failures by type and rule, and its quarantined rows per partner."""
+    """A batch's failures by type and rule, and its quarantined rows per partner and per
+    reason (the ``reason`` its quarantine row gets)."""
 
     failures: list[FailureCount]
     quarantined_by_partner: dict[str, int]
+    quarantined_by_reason: dict[str, int]
 
 
 class TypeCounts(NamedTuple):
@@ -90,15 +92,19 @@ class BatchChecks:
         out = [FailureCount(t, None, action, n) for (t, action), n in by_action.items()]
         out += [FailureCount(t, rule, self.on_failure.get(rule, "warn"), n)
                 for (t, rule), n in by_rule.items()]  # fmt: skip
-        quarantined = rows.column("partner_id").filter(pc.equal(actions, "quarantine"))
-        return Tally(out, dict(Counter(p or NO_PARTNER for p in quarantined.to_pylist())))
+        quarantine = pc.equal(actions, "quarantine")
+        partners = rows.column("partner_id").filter(quarantine).to_pylist()
+        reasons = rows.column("reason").filter(quarantine).to_pylist()
+        return Tally(out, dict(Counter(p or NO_PARTNER for p in partners)), dict(Counter(reasons)))
 
     @functools.cached_property
     def _rule_rows(self) -> dict[str, list[Column]]:
-        """Per event type: each row's type, action and the rules it failed (each once)."""
+        """Per event type: each row's type, action, the rules it failed (each once) and its
+        quarantine reason."""
         rules = F.array_distinct(F.transform(FAILURES, lambda f: f["rule"])).alias("rules")
         partner = F.col("partner_id").cast("string").alias("partner_id")
-        return {t: [F.lit(t).alias("event_type"), partner, F.col(ACTION), rules]
+        reason = quarantine_reason(F.col(FAILURES)).alias("reason")
+        return {t: [F.lit(t).alias("event_type"), partner, F.col(ACTION), rules, reason]
                 for t in self.checks}  # fmt: skip
 
     def per_type(self, failures: list[FailureCount]) -> dict[str, TypeCounts]:
