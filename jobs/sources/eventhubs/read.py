@@ -189,6 +189,10 @@ class _PartitionReceiver:
         self.consumer._prefetch = max(1, min(most, self.options.prefetch))
         self.consumer.receive(batch=True, max_batch_size=most, max_wait_time=0.25)
         events, self.inbox[:] = list(self.inbox), []
+        if events:
+            # where the SDK reconnects after an error it retries itself (it tracks the position
+            # through its EventData, which this receiver skips): after the last message taken
+            self.consumer._offset, self.consumer._offset_inclusive = _sequence(events[-1]), False
         return events
 
     def close(self) -> None:
