@@ -345,3 +345,33 @@ def test_a_range_is_read_without_waiting_for_events_past_its_end(hub, monkeypatc
         ]
         assert [n for batch in read for n in batch] == list(range(start, end))
         assert waits == []
+
+
+def test_a_connection_lost_mid_range_resumes_after_the_last_event_taken(hub, monkeypatch) -> None:
+    """The SDK retries a broken connection itself; it reconnects after the last message the
+    task took, not at the range's start (every event read again), and the range comes out
+    exactly once."""
+    import socket
+
+    from jobs.sources.eventhubs import EventHubsOptions
+    from jobs.sources.eventhubs import read as reading
+
+    send(hub.conn, {"0": 2500})
+    handed: list[int] = []
+    receive = reading._PartitionReceiver.receive
+
+    def breaking(self, start, most):
+        messages = receive(self, start, most)
+        handed.extend(reading._sequence(m) for m in messages)
+        if messages and len(handed) == len(messages):  # the first messages: cut the connection
+            self.consumer._handler._connection._transport.sock.shutdown(socket.SHUT_RDWR)
+        return messages
+
+    monkeypatch.setattr(reading._PartitionReceiver, "receive", breaking)
+    options = EventHubsOptions.from_options({"connectionString": hub.conn, "eventHubName": HUB})
+    read = [
+        b.column("sequenceNumber").to_pylist()
+        for b in reading.read_range(reading.Range("0", 0, 2500, options))
+    ]
+    assert [n for batch in read for n in batch] == list(range(2500))
+    assert len(handed) == len(set(handed)) == 2500, "events handed over again after the reconnect"
