@@ -170,6 +170,7 @@ class _PartitionReceiver:
     def receive(self, start: int, most: int) -> list[Any]:
         """Up to ``most`` messages from sequence number ``start`` on (the first call, and the first
         after :meth:`close`, connects there); an empty list after a short wait for more."""
+        wanted = max(1, min(most, self.options.prefetch))
         if self.consumer is None:
             self.client = self.options.client()
             # Credit for no more than the events still wanted: with more, a hub that is being
@@ -177,7 +178,7 @@ class _PartitionReceiver:
             # reads frames until it has a prefetch's worth.
             self.consumer = self.client._create_consumer(
                 self.options.consumer_group, self.partition, start, self.inbox.extend,
-                event_position_inclusive=True, prefetch=max(1, min(most, self.options.prefetch)),
+                event_position_inclusive=True, prefetch=wanted,
             )  # fmt: skip
             # no keep-alive thread: a task receives without pause, and closing the client
             # would wait out the thread's one-second sleep
@@ -186,7 +187,7 @@ class _PartitionReceiver:
         # the SDK reads up to ``_prefetch`` frames per call and waits out the socket's timeout
         # for any it does not get: no more than the events still wanted, or each range's last
         # call would wait for events past its end
-        self.consumer._prefetch = max(1, min(most, self.options.prefetch))
+        self.consumer._prefetch = wanted
         self.consumer.receive(batch=True, max_batch_size=most, max_wait_time=0.25)
         events, self.inbox[:] = list(self.inbox), []
         if events:
