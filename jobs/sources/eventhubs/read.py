@@ -141,8 +141,9 @@ def read_range(part: Range) -> Iterator[Any]:
                         f"({options.receive_timeout_s:g} s){cause}"
                     )
                 continue
-            if _sequence(events[0]) > expected:
-                report_lost(options, part.partition, expected, _sequence(events[0]))
+            first = _sequence(events[0])
+            if first > expected:
+                report_lost(options, part.partition, expected, first)
             expected = _sequence(events[-1]) + 1
             deadline = time.monotonic() + options.receive_timeout_s
             yield _to_arrow(pa, part.partition, events)
@@ -222,8 +223,8 @@ def _sequence(message: Any) -> int:
 
 
 def _in_order(messages: Sequence[Any], start: int, end: int) -> list[Any]:
-    """The messages of sequence numbers ``start .. end - 1``, each once, in order: a reconnect
-    inside the SDK delivers again from where the consumer started."""
+    """The messages of sequence numbers ``start .. end - 1``, each once, in order: after a
+    reconnect inside the SDK, the messages it had buffered but not handed over come again."""
     kept, following = [], start
     for message in messages:
         number = _sequence(message)
